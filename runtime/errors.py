@@ -1,0 +1,82 @@
+"""Errors with a stable code, what went wrong, a hint, and the user's line.
+
+Frames inside tracecc itself are skipped when naming the line, so the message points at
+the user's code. Set TRACECC_VERBOSE=1 to keep tracecc's own frames in tracebacks.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+_ROOT = Path(__file__).resolve().parent.parent
+# Installed, runtime/ lives at tracecc/runtime; in a checkout it sits beside tracecc/.
+_INTERNAL = tuple(
+    str(_ROOT) + os.sep
+    if _ROOT.name == "tracecc"
+    else str(_ROOT / d) + os.sep
+    for d in ("tracecc", "runtime", "passes", "codegen")
+)
+
+
+def is_internal(filename: str) -> bool:
+    return filename.startswith(_INTERNAL)
+
+
+def user_frame(skip_internal: bool = True):
+    """The innermost stack frame that belongs to the user's code (not tracecc's)."""
+    frame = sys._getframe(1)
+    while frame is not None and skip_internal and is_internal(frame.f_code.co_filename):
+        frame = frame.f_back
+    return frame
+
+
+def user_location() -> str:
+    frame = user_frame()
+    if frame is None:
+        return "<unknown>"
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+
+
+class TraceccError(Exception):
+    """Base error. `code` is stable (documented in docs/errors.md); `hint` says what to do."""
+
+    code = "TC000"
+
+    def __init__(self, message: str, hint: str | None = None, location: str | None = None):
+        self.message = message
+        self.hint = hint
+        self.location = location if location is not None else user_location()
+        text = f"[{self.code}] {message}"
+        if hint:
+            text += f"\n  hint: {hint}"
+        text += f"\n  at: {self.location}"
+        super().__init__(text)
+
+
+class ShapeError(TraceccError, ValueError):
+    code = "TC001"
+
+
+class DTypeError(TraceccError, TypeError):
+    code = "TC002"
+
+
+class DeviceError(TraceccError, RuntimeError):
+    code = "TC003"
+
+
+class AutogradError(TraceccError, RuntimeError):
+    code = "TC010"
+
+
+class InplaceError(AutogradError):
+    code = "TC011"
+
+
+class IndexError_(TraceccError, IndexError):
+    code = "TC004"
+
+
+ERROR_CLASSES = [ShapeError, DTypeError, DeviceError, IndexError_, AutogradError, InplaceError]

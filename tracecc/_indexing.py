@@ -1,0 +1,188 @@
+"""Tensor indexing, `x[index]` and `x[index] = value`, in PyTorch's semantics.
+
+Basic indices (ints, slices, None, Ellipsis) become one `slice` and one `reshape`;
+integer-tensor indices become `index_select` on the (flattened) indexed dimensions;
+boolean masks become integer indices through nonzero (eager only: the shape depends on
+the data). Assignment is functional when autograd or a tracer is watching: the selected
+positions are found by indexing an arange, then written with index_add and where.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import _grad_mode
+from . import _tensor as _tensor_mod
+from .runtime import dtypes
+from .runtime.errors import IndexError_, ShapeError
+from .runtime.registry import PRIMITIVES as P
+from .runtime.shapes import broadcast_shapes, fmt, normalize_axes
+from ._tensor import Tensor, _make, apply
+
+
+def _normalize_items(x: Tensor, index):
+    if not isinstance(index, tuple):
+        index = (index,)
+    items = []
+    for item in index:
+        if isinstance(item, (list, np.ndarray)):
+            item = Tensor(item)
+        if isinstance(item, Tensor) and item.dtype is dtypes.bool_:
+            mask = item._value("boolean mask indexing")
+            if mask.ndim == 0:
+                items.append(None)  # x[True] adds a dimension, x[False] selects nothing
+                if not mask:
+                    items.append(Tensor(np.zeros(0, np.int64)))
+                continue
+            items.extend(_make(i.astype(np.int64)) for i in np.nonzero(mask))
+            continue
+        if isinstance(item, Tensor) and item.dtype.category != dtypes.INT:
+            raise IndexError_(f"tensors used as indices must be long, int or bool tensors, got "
+                              f"{item.dtype}")
+        items.append(item)
+    consumed = sum(1 for i in items if i is not None and i is not Ellipsis)
+    if consumed > x.ndim:
+        raise IndexError_(f"too many indices for tensor of dimension {x.ndim}")
+    ellipses = [k for k, i in enumerate(items) if i is Ellipsis]  # identity: == is elementwise
+    if len(ellipses) > 1:
+        raise IndexError_("an index can only have a single ellipsis ('...')")
+    if ellipses:
+        at = ellipses[0]
+        items[at:at + 1] = [slice(None)] * (x.ndim - consumed)
+    else:
+        items += [slice(None)] * (x.ndim - consumed)
+    return items
+
+
+def getitem(x: Tensor, index) -> Tensor:
+    items = _normalize_items(x, index)
+    starts, stops, steps = [], [], []
+    out_shape = []  # shape after basic indexing
+    advanced = []  # (position in out_shape, index tensor)
+    dim = 0
+    for item in items:
+        if item is None:
+            out_shape.append(1)
+            continue
+        size = x.shape[dim]
+        if isinstance(item, Tensor):
+            advanced.append((len(out_shape), item, size))
+            starts.append(0), stops.append(size), steps.append(1)
+            out_shape.append(size)
+        elif isinstance(item, slice):
+            if item.step is not None and int(item.step) <= 0:
+                raise ValueError("step must be greater than zero")
+            a, b, s = slice(item.start, item.stop, item.step).indices(size)
+            b = max(a, b)
+            starts.append(a), stops.append(b), steps.append(s)
+            out_shape.append(len(range(a, b, s)))
+        else:
+            i = int(item)
+            if not -size <= i < size:
+                raise IndexError_(f"index {i} is out of bounds for dimension {dim} with size {size}")
+            i %= size
+            starts.append(i), stops.append(i + 1), steps.append(1)
+        dim += 1
+    out = x
+    if (tuple(starts), tuple(stops), tuple(steps)) != ((0,) * x.ndim, tuple(x.shape), (1,) * x.ndim):
+        out = apply(P["slice"], (x,), {"starts": tuple(starts), "stops": tuple(stops),
+                                        "steps": tuple(steps)})
+    if tuple(out_shape) != tuple(out.shape):
+        out = apply(P["reshape"], (out,), {"shape": tuple(out_shape)})
+    if advanced:
+        out = _advanced(out, advanced)
+    return out
+
+
+def _wrap_negative(idx: Tensor, size: int) -> Tensor:
+    from ._functions import add, lt, where
+    if idx.dtype is not dtypes.int64:
+        idx = apply(P["cast"], (idx,), {"dtype": dtypes.int64})
+    data = idx._data
+    if isinstance(data, np.ndarray) and (data.size == 0 or data.min() >= 0):
+        return idx
+    return where(lt(idx, 0), add(idx, size), idx)
+
+
+def _advanced(x: Tensor, advanced) -> Tensor:
+    """Integer-tensor indices at positions `advanced` of x, with PyTorch's placement rule:
+    adjacent indexed dims keep their place, separated ones move to the front."""
+    from ._functions import add, mul, permute, reshape
+    positions = [p for p, _, _ in advanced]
+    bshape = broadcast_shapes("index", *(tuple(i.shape) for _, i, _ in advanced))
+    rest = [d for d in range(x.ndim) if d not in positions]
+    # move indexed dims to the front and flatten them into one
+    moved = permute(x, positions + rest)
+    sizes = [x.shape[p] for p in positions]
+    flat = reshape(moved, (math.prod(sizes),) + tuple(x.shape[d] for d in rest))
+    linear = None
+    stride = 1
+    for (_, idx, size), _s in zip(reversed(advanced), reversed(sizes)):
+        term = _wrap_negative(idx, size)
+        data = term._data
+        if isinstance(data, np.ndarray) and data.size and data.max() >= size:
+            raise IndexError_(f"index {int(data.max())} is out of bounds for dimension with size {size}")
+        term = mul(term, stride) if stride != 1 else term
+        linear = term if linear is None else add(linear, term)
+        stride *= size
+    linear = apply(P["expand"], (linear,), {"shape": bshape}) if tuple(linear.shape) != bshape else linear
+    picked = apply(P["index_select"], (flat, reshape(linear, (-1,))), {"axis": 0})
+    out = reshape(picked, bshape + tuple(x.shape[d] for d in rest))
+    adjacent = positions == list(range(positions[0], positions[0] + len(positions)))
+    if adjacent and positions[0] > 0:
+        nb, first = len(bshape), positions[0]
+        order = list(range(nb, nb + first)) + list(range(nb)) + list(range(nb + first, out.ndim))
+        out = permute(out, order)
+    return out
+
+
+def _numpy_index(index):
+    if not isinstance(index, tuple):
+        index = (index,)
+    return tuple(i._value("indexing") if isinstance(i, Tensor) else i for i in index)
+
+
+def setitem(x: Tensor, index, value) -> None:
+    from ._functions import cast, expand, full_, promote, reshape, where
+    value_is_tensor = isinstance(value, Tensor)
+    watched = _tensor_mod._tracer is not None or (
+        _grad_mode._enabled and (x.requires_grad or (value_is_tensor and value.requires_grad)))
+    if not watched:
+        if not x._data.flags.writeable:
+            raise ShapeError("index assignment: this tensor comes from expand/broadcast and "
+                             "cannot be written in place", hint="call .clone() first")
+        v = value._value("index assignment") if value_is_tensor else value
+        try:
+            x._data[_numpy_index(index)] = v
+        except ValueError as e:
+            raise ShapeError(f"index assignment: {e} (tensor shape {fmt(x.shape)})") from None
+        x._version[0] += 1
+        return
+    n = x.numel()
+    positions = getitem(_tensor_mod._make(np.arange(n, dtype=np.int64).reshape(tuple(x.shape)))
+                        if _tensor_mod._tracer is None else
+                        reshape(apply(P["arange"], (), {"start": 0, "end": n, "step": 1,
+                                                         "dtype": dtypes.int64}), tuple(x.shape)),
+                        index)
+    v = value if value_is_tensor else promote("setitem", x, value)[1]
+    v = cast(v, x.dtype)
+    v = reshape(expand(v, tuple(positions.shape)), (-1,))
+    flat_pos = reshape(positions, (-1,))
+    hits = apply(P["index_add"], (full_((n,), 0, dtypes.int64), flat_pos,
+                                  full_((flat_pos.shape[0],), 1, dtypes.int64)), {"axis": 0})
+    scattered = apply(P["index_add"], (full_((n,), 0, x.dtype), flat_pos, v), {"axis": 0})
+    from ._functions import gt
+    new = where(gt(hits, 0), scattered, reshape(x, (-1,)))
+    x._inplace_update(reshape(new, tuple(x.shape)), "index assignment")
+
+
+def flip(x: Tensor, dims) -> Tensor:
+    axes = normalize_axes("flip", dims, x.ndim)
+    out = x
+    for a in axes:
+        from ._functions import arange_, index_select, sub
+        rev = sub(x.shape[a] - 1, arange_(x.shape[a]))
+        out = index_select(out, a, rev)
+    return out

@@ -1,0 +1,1 @@
+"""(filled in by the nn/data issue)"""
