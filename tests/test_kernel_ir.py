@@ -1,0 +1,124 @@
+"""The kernel IR and its reference evaluator, on hand-written kernels of every kind."""
+
+import numpy as np
+
+from tracecc.passes.kernel_eval import run_kernel, run_program
+from tracecc.passes.kernel_ir import (
+    Acc, Buffer, Const, Index, Kernel, Load, LoopVar, Matmul, Op, Phase, Program, Reduction,
+    RowValue, Store, Term, format_kernel, format_program,
+)
+from tracecc.runtime.dtypes import bool_, float32, int64
+
+rng = np.random.default_rng(0)
+
+
+def test_pointwise_with_broadcast_and_transposed_load():
+    # y[i, j] = relu(x.T[i, j] + b[j]) with x stored as (J, I): the transpose is an index
+    I, J = 5, 7
+    i, j = LoopVar("i0", I), LoopVar("i1", J)
+    x = rng.standard_normal((J, I)).astype(np.float32)
+    b = rng.standard_normal(J).astype(np.float32)
+    xt = Load("x", Index.affine([(i, 1), (j, I)]), float32)
+    bj = Load("b", Index.affine([(j, 1)]), float32)
+    body = Op("relu", (Op("add", (xt, bj), float32),), float32)
+    k = Kernel("poi_fused_add_relu_0", "pointwise", (i, j),
+               (Phase(stores=(Store("y", Index.affine([(i, J), (j, 1)]), body),)),))
+    bufs = {"x": x.ravel(), "b": b, "y": np.zeros(I * J, np.float32)}
+    run_kernel(k, bufs)
+    np.testing.assert_array_equal(bufs["y"].reshape(I, J), np.maximum(x.T + b, 0))
+    assert k.reads() == ["b", "x"] and k.writes() == ["y"]
+    text = format_kernel(k)
+    assert "relu(add(x[i0 + 5*i1], b[i1]))" in text
+
+
+def test_softmax_is_one_kernel_with_three_phases():
+    R, C = 4, 9
+    r, c1, c2, c3 = LoopVar("i0", R), LoopVar("r0", C), LoopVar("r1", C), LoopVar("r2", C)
+    x = rng.standard_normal((R, C)).astype(np.float32)
+
+    def load(c):
+        return Load("x", Index.affine([(r, C), (c, 1)]), float32)
+
+    shifted = lambda c: Op("sub", (load(c), RowValue("m", float32)), float32)  # noqa: E731
+    k = Kernel("red_fused_softmax_1", "reduction", (r,), (
+        Phase((c1,), reductions=(Reduction("m", "maximum", load(c1), float32),)),
+        Phase((c2,), reductions=(Reduction("s", "add", Op("exp", (shifted(c2),), float32), float32),)),
+        Phase((c3,), stores=(Store("y", Index.affine([(r, C), (c3, 1)]),
+                                   Op("div", (Op("exp", (shifted(c3),), float32),
+                                              RowValue("s", float32)), float32)),)),
+    ))
+    bufs = {"x": x.ravel(), "y": np.zeros(R * C, np.float32)}
+    run_kernel(k, bufs)
+    e = np.exp(x - x.max(1, keepdims=True))
+    np.testing.assert_allclose(bufs["y"].reshape(R, C), e / e.sum(1, keepdims=True), rtol=1e-6)
+
+
+def test_matmul_with_bias_relu_epilogue_and_transposed_weight():
+    M, K, N = 6, 5, 3
+    m, n, kk = LoopVar("i0", M), LoopVar("i1", N), LoopVar("k", K)
+    a = rng.standard_normal((M, K)).astype(np.float32)
+    w = rng.standard_normal((N, K)).astype(np.float32)  # Linear weight: x @ w.T
+    bias = rng.standard_normal(N).astype(np.float32)
+    mm = Matmul(Load("a", Index.affine([(m, K), (kk, 1)]), float32),
+                Load("w", Index.affine([(kk, 1), (n, K)]), float32), kk,
+                (Store("y", Index.affine([(m, N), (n, 1)]),
+                       Op("relu", (Op("add", (Acc(float32), Load("bias", Index.affine([(n, 1)]), float32)),
+                                      float32),), float32)),))
+    k = Kernel("mm_epi_bias_relu_2", "matmul", (m, n), matmul=mm)
+    bufs = {"a": a.ravel(), "w": w.ravel(), "bias": bias, "y": np.zeros(M * N, np.float32)}
+    run_kernel(k, bufs)
+    np.testing.assert_allclose(bufs["y"].reshape(M, N), np.maximum(a @ w.T + bias, 0), rtol=1e-5, atol=1e-6)
+    assert "acc = sum over k<5" in format_kernel(k)
+
+
+def test_gather_by_label_and_scatter_add():
+    # cross-entropy pick: out[i] = logp[i, y[i]]; and its backward: g[i, y[i]] += 1
+    B, C = 6, 4
+    i = LoopVar("i0", B)
+    logp = rng.standard_normal((B, C)).astype(np.float32)
+    y = rng.integers(0, C, B)
+    label = Load("y", Index.affine([(i, 1)]), int64)
+    pick = Load("logp", Index(0, (Term(C, i), Term(1, expr=label))), float32)
+    gather = Kernel("gat_0", "pointwise", (i,), (Phase(stores=(Store("out", Index.affine([(i, 1)]), pick),)),))
+    scatter = Kernel("sca_1", "scatter", (i,), (Phase(stores=(
+        Store("g", Index(0, (Term(C, i), Term(1, expr=label))), Const(1.0, float32), accumulate=True),)),))
+    prog = Program("ce", {"logp": Buffer("logp", B * C, float32, "input"),
+                          "y": Buffer("y", B, int64, "input"),
+                          "out": Buffer("out", B, float32, "output"),
+                          "g": Buffer("g", B * C, float32, "output")},
+                   [gather, scatter], ["logp", "y"], ["out", "g"])
+    res = run_program(prog, {"logp": logp, "y": y})
+    np.testing.assert_array_equal(res["out"], logp[np.arange(B), y])
+    expected = np.zeros((B, C), np.float32)
+    np.add.at(expected, (np.arange(B), y), 1)
+    np.testing.assert_array_equal(res["g"].reshape(B, C), expected)
+    assert "buffer g: float32[24] output" in format_program(prog)
+
+
+def test_reshape_of_permuted_view_uses_div_mod_terms():
+    # y = x.permute(1, 0).reshape(-1): flat index f -> x[f % R, f // R] for x of shape (R, C)
+    R, C = 3, 4
+    f = LoopVar("i0", R * C)
+    x = np.arange(R * C, dtype=np.float32).reshape(R, C)
+    load = Load("x", Index(0, (Term(C, f, mod=R), Term(1, f, div=R))), float32)
+    k = Kernel("poi_0", "pointwise", (f,), (Phase(stores=(Store("y", Index.affine([(f, 1)]), load),)),))
+    bufs = {"x": x.ravel(), "y": np.zeros(R * C, np.float32)}
+    run_kernel(k, bufs)
+    np.testing.assert_array_equal(bufs["y"], x.T.reshape(-1))
+
+
+def test_argmax_reduction_and_bool_ops():
+    R, C = 5, 6
+    r, c = LoopVar("i0", R), LoopVar("r0", C)
+    x = rng.standard_normal((R, C)).astype(np.float32)
+    load = Load("x", Index.affine([(r, C), (c, 1)]), float32)
+    k = Kernel("red_argmax_0", "reduction", (r,), (
+        Phase((c,), reductions=(Reduction("a", "argmax", load, int64),)),
+        Phase(stores=(Store("y", Index.affine([(r, 1)]), RowValue("a", int64)),
+                      Store("pos", Index.affine([(r, 1)]),
+                            Op("gt", (RowValue("a", int64), Const(2, int64)), bool_)))),
+    ))
+    bufs = {"x": x.ravel(), "y": np.zeros(R, np.int64), "pos": np.zeros(R, np.bool_)}
+    run_kernel(k, bufs)
+    np.testing.assert_array_equal(bufs["y"], x.argmax(1))
+    np.testing.assert_array_equal(bufs["pos"], x.argmax(1) > 2)
