@@ -79,4 +79,26 @@ class IndexError_(TraceccError, IndexError):
     code = "TC004"
 
 
+# nn / optim / data / serialization (TC06x)
+class StateDictError(TraceccError, RuntimeError):
+    """load_state_dict: missing, unexpected or mis-shaped entries."""
+    code = "TC060"
+
+
+class SerializationError(TraceccError, ValueError):
+    """tracecc.save/load: an unsupported object, or a truncated or tampered file."""
+    code = "TC061"
+
+
+class DatasetError(TraceccError, RuntimeError):
+    """A dataset's files are missing, corrupt, or could not be downloaded."""
+    code = "TC062"
+
+
+class InvalidArgumentError(TraceccError, ValueError):
+    """A bad hyperparameter or option (learning rate, reduction, padding mode, ...)."""
+    code = "TC063"
+
+
 ERROR_CLASSES = [ShapeError, DTypeError, DeviceError, IndexError_, AutogradError, InplaceError]
+ERROR_CLASSES += [StateDictError, SerializationError, DatasetError, InvalidArgumentError]
