@@ -1,18 +1,32 @@
 """The kernel IR and its reference evaluator, on hand-written kernels of every kind."""
 
 import numpy as np
+import pytest
 
-from tracecc.passes.kernel_eval import run_kernel, run_program
+from tracecc.codegen.llvm.runner import CompiledProgram
+from tracecc.passes.kernel_eval import run_kernel as eval_kernel
+from tracecc.passes.kernel_eval import run_program
 from tracecc.passes.kernel_ir import (
     Acc, Buffer, Const, Index, Kernel, Load, LoopVar, Matmul, Op, Phase, Program, Reduction,
     RowValue, Store, Term, format_kernel, format_program,
 )
-from tracecc.runtime.dtypes import bool_, float32, int64
+from tracecc.runtime.dtypes import bool_, float32, get_dtype, int64
 
 rng = np.random.default_rng(0)
 
 
-def test_pointwise_with_broadcast_and_transposed_load():
+def llvm_kernel(k, bufs):
+    """Run one kernel through the LLVM backend, writing into bufs like the evaluator does."""
+    buffers = {n: Buffer(n, a.size, get_dtype(a.dtype), "input") for n, a in bufs.items()}
+    CompiledProgram(Program(k.name, buffers, [k], list(bufs), list(bufs)))(bufs)
+
+
+@pytest.fixture(params=["evaluator", "llvm"])
+def run_kernel(request):
+    return eval_kernel if request.param == "evaluator" else llvm_kernel
+
+
+def test_pointwise_with_broadcast_and_transposed_load(run_kernel):
     # y[i, j] = relu(x.T[i, j] + b[j]) with x stored as (J, I): the transpose is an index
     I, J = 5, 7
     i, j = LoopVar("i0", I), LoopVar("i1", J)
@@ -31,7 +45,7 @@ def test_pointwise_with_broadcast_and_transposed_load():
     assert "relu(add(x[i0 + 5*i1], b[i1]))" in text
 
 
-def test_softmax_is_one_kernel_with_three_phases():
+def test_softmax_is_one_kernel_with_three_phases(run_kernel):
     R, C = 4, 9
     r, c1, c2, c3 = LoopVar("i0", R), LoopVar("r0", C), LoopVar("r1", C), LoopVar("r2", C)
     x = rng.standard_normal((R, C)).astype(np.float32)
@@ -53,7 +67,7 @@ def test_softmax_is_one_kernel_with_three_phases():
     np.testing.assert_allclose(bufs["y"].reshape(R, C), e / e.sum(1, keepdims=True), rtol=1e-6)
 
 
-def test_matmul_with_bias_relu_epilogue_and_transposed_weight():
+def test_matmul_with_bias_relu_epilogue_and_transposed_weight(run_kernel):
     M, K, N = 6, 5, 3
     m, n, kk = LoopVar("i0", M), LoopVar("i1", N), LoopVar("k", K)
     a = rng.standard_normal((M, K)).astype(np.float32)
@@ -71,7 +85,8 @@ def test_matmul_with_bias_relu_epilogue_and_transposed_weight():
     assert "acc = sum over k<5" in format_kernel(k)
 
 
-def test_gather_by_label_and_scatter_add():
+@pytest.mark.parametrize("backend", ["evaluator", "llvm"])
+def test_gather_by_label_and_scatter_add(backend):
     # cross-entropy pick: out[i] = logp[i, y[i]]; and its backward: g[i, y[i]] += 1
     B, C = 6, 4
     i = LoopVar("i0", B)
@@ -87,7 +102,8 @@ def test_gather_by_label_and_scatter_add():
                           "out": Buffer("out", B, float32, "output"),
                           "g": Buffer("g", B * C, float32, "output")},
                    [gather, scatter], ["logp", "y"], ["out", "g"])
-    res = run_program(prog, {"logp": logp, "y": y})
+    res = (run_program(prog, {"logp": logp, "y": y}) if backend == "evaluator"
+           else CompiledProgram(prog)({"logp": logp.ravel(), "y": y}))
     np.testing.assert_array_equal(res["out"], logp[np.arange(B), y])
     expected = np.zeros((B, C), np.float32)
     np.add.at(expected, (np.arange(B), y), 1)
@@ -95,7 +111,7 @@ def test_gather_by_label_and_scatter_add():
     assert "buffer g: float32[24] output" in format_program(prog)
 
 
-def test_reshape_of_permuted_view_uses_div_mod_terms():
+def test_reshape_of_permuted_view_uses_div_mod_terms(run_kernel):
     # y = x.permute(1, 0).reshape(-1): flat index f -> x[f % R, f // R] for x of shape (R, C)
     R, C = 3, 4
     f = LoopVar("i0", R * C)
@@ -107,7 +123,7 @@ def test_reshape_of_permuted_view_uses_div_mod_terms():
     np.testing.assert_array_equal(bufs["y"], x.T.reshape(-1))
 
 
-def test_argmax_reduction_and_bool_ops():
+def test_argmax_reduction_and_bool_ops(run_kernel):
     R, C = 5, 6
     r, c = LoopVar("i0", R), LoopVar("r0", C)
     x = rng.standard_normal((R, C)).astype(np.float32)

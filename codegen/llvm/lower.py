@@ -1,0 +1,297 @@
+"""Lower a kernel-IR Program to one LLVM module.
+
+Each kernel becomes `void <name>(ptr bufs, i64 start, i64 end)`: loops over its outer
+nest, with the outermost loop restricted to [start, end) so a kernel can be split over
+threads. One exported `void entry(ptr bufs)` runs every kernel in order, so a compiled
+program costs one native call. `bufs` is an array of buffer base pointers in the order of
+`Program.buffers`.
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+
+from ...passes.kernel_ir import Acc, Const, Kernel, Load, LoopIndex, Op, Program, RowValue
+from ...runtime import dtypes
+from .scalar import (
+    EMITTERS, F32, I1, I8, I16, I32, I64, REDUCE_IDENTITY, Intrinsics, cast_value, constant, is_float,
+    memory_type, register_type,
+)
+
+PTR = ir.PointerType(I8)
+
+
+class LoweringContext:
+    def __init__(self, module: ir.Module, mathlib=None):
+        self.module = module
+        self.intrinsics = Intrinsics(module)
+        self.mathlib = mathlib  # callable(name, llvm type) -> ir.Function or None
+
+
+def _for(b: ir.IRBuilder, start, end, name: str):
+    """Emit `for (i = start; i < end; ++i)`; returns (i, exit_block_fn). Body goes at b's position."""
+    pre = b.block
+    cond_bb = b.append_basic_block(f"{name}.cond")
+    body_bb = b.append_basic_block(f"{name}.body")
+    exit_bb = b.append_basic_block(f"{name}.exit")
+    b.branch(cond_bb)
+    b.position_at_end(cond_bb)
+    i = b.phi(I64, name=name)
+    i.add_incoming(start, pre)
+    b.cbranch(b.icmp_signed("<", i, end), body_bb, exit_bb)
+    b.position_at_end(body_bb)
+
+    def close():
+        nxt = b.add(i, ir.Constant(I64, 1))
+        i.add_incoming(nxt, b.block)
+        b.branch(cond_bb)
+        b.position_at_end(exit_bb)
+
+    return i, close
+
+
+class KernelLowering:
+    def __init__(self, ctx: LoweringContext, kernel: Kernel, buffer_slots: dict, buffer_dtypes: dict):
+        self.ctx, self.k = ctx, kernel
+        self.slots, self.dtypes = buffer_slots, buffer_dtypes
+        fnty = ir.FunctionType(ir.VoidType(), [ir.PointerType(PTR), I64, I64])
+        self.fn = ir.Function(ctx.module, fnty, kernel.name)
+        self.fn.linkage = "internal"
+        self.fn.attributes.add("nounwind")
+        self.b = ir.IRBuilder(self.fn.append_basic_block("entry"))
+        self.vars: dict[str, ir.Value] = {}
+        self.rows: dict[str, ir.Value] = {}
+        self.acc = None
+        self.cache: dict[int, ir.Value] = {}
+        self.bases: dict[str, ir.Value] = {}
+
+    # ------------------------------------------------------------ memory
+    def base(self, name: str):
+        if name not in self.bases:
+            entry_b = ir.IRBuilder(self.fn.entry_basic_block)
+            entry_b.position_at_start(self.fn.entry_basic_block)
+            slot = entry_b.gep(self.fn.args[0], [ir.Constant(I64, self.slots[name])])
+            raw = entry_b.load(slot)
+            self.bases[name] = entry_b.bitcast(raw, ir.PointerType(memory_type(self.dtypes[name])))
+        return self.bases[name]
+
+    def index(self, index):
+        b = self.b
+        total = ir.Constant(I64, index.offset)
+        for t in index.terms:
+            if t.expr is not None:
+                v = self.eval(t.expr)
+                v = cast_value(b, v, t.expr.dtype if hasattr(t.expr, "dtype") else dtypes.int64, dtypes.int64)
+            else:
+                v = self.vars[t.var.name]
+                if t.div != 1:
+                    v = b.sdiv(v, ir.Constant(I64, t.div))
+                if t.mod:
+                    v = b.srem(v, ir.Constant(I64, t.mod))
+            total = b.add(total, v if t.stride == 1 else b.mul(v, ir.Constant(I64, t.stride)))
+        return total
+
+    def load(self, e: Load):
+        b = self.b
+        ptr = b.gep(self.base(e.buffer), [self.index(e.index)])
+        raw = b.load(ptr)
+        return self.from_memory(raw, e.dtype)
+
+    def from_memory(self, raw, dtype):
+        b = self.b
+        if dtype is dtypes.bool_:
+            return b.icmp_unsigned("!=", raw, ir.Constant(I8, 0))
+        if dtype is dtypes.float16:
+            return b.fpext(b.bitcast(raw, ir.HalfType()), F32)
+        if dtype is dtypes.bfloat16:
+            return b.bitcast(b.shl(b.zext(raw, I32), ir.Constant(I32, 16)), F32)
+        return raw
+
+    def to_memory(self, value, dtype):
+        b = self.b
+        if dtype is dtypes.bool_:
+            return b.zext(value, I8)
+        if dtype is dtypes.float16:
+            return b.bitcast(b.fptrunc(value, ir.HalfType()), I16)
+        if dtype is dtypes.bfloat16:  # round to nearest even; NaN stays NaN
+            bits = b.bitcast(value, I32)
+            lsb = b.and_(b.lshr(bits, ir.Constant(I32, 16)), ir.Constant(I32, 1))
+            rounded = b.add(bits, b.add(lsb, ir.Constant(I32, 0x7FFF)))
+            nan = b.fcmp_unordered("uno", value, value)
+            bits = b.select(nan, b.or_(bits, ir.Constant(I32, 0x400000)), rounded)
+            return b.trunc(b.lshr(bits, ir.Constant(I32, 16)), I16)
+        return value
+
+    def store(self, s):
+        b = self.b
+        dtype = self.dtypes[s.buffer]
+        value = self.eval(s.value)
+        value_dtype = _dtype_of(s.value)
+        if value_dtype is not dtype:
+            value = cast_value(b, value, value_dtype, dtype)
+        ptr = b.gep(self.base(s.buffer), [self.index(s.index)])
+        if s.accumulate:
+            old = self.from_memory(b.load(ptr), dtype)
+            value = b.fadd(old, value) if is_float(dtype) else b.add(old, value)
+        b.store(self.to_memory(value, dtype), ptr)
+
+    # ------------------------------------------------------------ expressions
+    def eval(self, e):
+        hit = self.cache.get(id(e))
+        if hit is not None:
+            return hit
+        if isinstance(e, Load):
+            v = self.load(e)
+        elif isinstance(e, Const):
+            v = constant(e.dtype, e.value)
+        elif isinstance(e, LoopIndex):
+            v = self.vars[e.var.name]
+        elif isinstance(e, RowValue):
+            v = self.rows[e.name]
+        elif isinstance(e, Acc):
+            v = self.acc
+        elif isinstance(e, Op):
+            emit = EMITTERS.get(e.op)
+            if emit is None:
+                raise NotImplementedError(f"LLVM backend: no lowering for pointwise op {e.op!r}")
+            args = [self.eval(a) for a in e.args]
+            v = emit(self.b, self.ctx, args, [_dtype_of(a) for a in e.args], e.dtype, e.param_dict)
+        else:
+            raise TypeError(f"LLVM backend: unknown expression {e!r}")
+        self.cache[id(e)] = v
+        return v
+
+    # ------------------------------------------------------------ loops
+    def lower(self) -> ir.Function:
+        b = self.b
+        start, end = self.fn.args[1], self.fn.args[2]
+        closers = []
+        for depth, v in enumerate(self.k.outer):
+            lo, hi = (start, end) if depth == 0 else (ir.Constant(I64, 0), ir.Constant(I64, v.size))
+            self.vars[v.name], close = _for(b, lo, hi, v.name)
+            closers.append(close)
+        if not self.k.outer:  # a 0-d kernel runs its body once, by the first thread
+            pass
+        for phase in self.k.phases:
+            self.lower_phase(phase)
+        if self.k.matmul is not None:
+            self.lower_matmul(self.k.matmul)
+        for close in reversed(closers):
+            self.cache.clear()
+            close()
+        b.ret_void()
+        return self.fn
+
+    def lower_phase(self, phase):
+        b = self.b
+        entry = ir.IRBuilder(self.fn.entry_basic_block)
+        entry.position_at_start(self.fn.entry_basic_block)
+        accs = []
+        for r in phase.reductions:
+            ty = register_type(r.dtype)
+            slot = entry.alloca(ty, name=f"acc.{r.name}")
+            best_index = entry.alloca(I64, name=f"idx.{r.name}") if r.combine in ("argmax", "argmin") else None
+            value_dtype = _dtype_of(r.value)
+            value_slot = entry.alloca(register_type(value_dtype), name=f"val.{r.name}") if best_index else None
+            if best_index is not None:
+                init = -float("inf") if r.combine == "argmax" else float("inf")
+                if not is_float(value_dtype):
+                    bits = register_type(value_dtype).width
+                    init = -(2 ** (bits - 1)) if r.combine == "argmax" else 2 ** (bits - 1) - 1
+                b.store(constant(value_dtype, init), value_slot)
+                b.store(ir.Constant(I64, -1), best_index)
+            else:
+                b.store(constant(r.dtype, REDUCE_IDENTITY[r.combine]), slot)
+            accs.append((r, slot, best_index, value_slot))
+        closers, flat = [], ir.Constant(I64, 0)
+        outer_cache = dict(self.cache)
+        for v in phase.loops:
+            self.vars[v.name], close = _for(b, ir.Constant(I64, 0), ir.Constant(I64, v.size), v.name)
+            closers.append(close)
+            flat = b.add(b.mul(flat, ir.Constant(I64, v.size)), self.vars[v.name])
+        for r, slot, best_index, value_slot in accs:
+            self.update(r, slot, best_index, value_slot, flat)
+        for s in phase.stores:
+            self.store(s)
+        for close in reversed(closers):
+            close()
+        self.cache = outer_cache  # values computed inside the inner loops don't dominate here
+        for r, slot, best_index, value_slot in accs:
+            self.rows[r.name] = b.load(best_index if best_index is not None else slot)
+
+    def update(self, r, slot, best_index, value_slot, flat):
+        b = self.b
+        v = self.eval(r.value)
+        value_dtype = _dtype_of(r.value)
+        if best_index is not None:
+            best = b.load(value_slot)
+            if is_float(value_dtype):
+                better = b.fcmp_ordered(">" if r.combine == "argmax" else "<", v, best)
+                first_nan = b.and_(b.fcmp_unordered("uno", v, v), b.fcmp_ordered("ord", best, best))
+                take = b.or_(better, first_nan)
+            else:
+                pred = ">" if r.combine == "argmax" else "<"
+                take = b.icmp_signed(pred, v, best) if value_dtype.is_signed else b.icmp_unsigned(pred, v, best)
+            take = b.or_(take, b.icmp_signed("<", b.load(best_index), ir.Constant(I64, 0)))
+            b.store(b.select(take, v, best), value_slot)
+            b.store(b.select(take, flat, b.load(best_index)), best_index)
+            return
+        if value_dtype is not r.dtype:
+            v = cast_value(b, v, value_dtype, r.dtype)
+        acc = b.load(slot)
+        if is_float(r.dtype):
+            if r.combine == "add":
+                new = b.fadd(acc, v, flags=("reassoc", "nsz"))
+            elif r.combine == "mul":
+                new = b.fmul(acc, v, flags=("reassoc", "nsz"))
+            else:
+                name = "llvm.maximum" if r.combine == "maximum" else "llvm.minimum"
+                new = self.ctx.intrinsics.call(b, name, [acc, v], acc.type)
+        else:
+            if r.combine in ("add", "mul"):
+                new = b.add(acc, v) if r.combine == "add" else b.mul(acc, v)
+            else:
+                signed = r.dtype.is_signed and r.dtype is not dtypes.bool_
+                cmp = b.icmp_signed if signed else b.icmp_unsigned
+                keep = cmp(">" if r.combine == "maximum" else "<", acc, v)
+                new = b.select(keep, acc, v)
+        b.store(new, slot)
+
+    def lower_matmul(self, mm):
+        b = self.b
+        entry = ir.IRBuilder(self.fn.entry_basic_block)
+        entry.position_at_start(self.fn.entry_basic_block)
+        ty = register_type(mm.a.dtype)
+        slot = entry.alloca(ty, name="acc")
+        b.store(ir.Constant(ty, 0.0), slot)
+        outer_cache = dict(self.cache)
+        self.vars[mm.k.name], close = _for(b, ir.Constant(I64, 0), ir.Constant(I64, mm.k.size), mm.k.name)
+        prod = b.fmul(self.eval(mm.a), self.eval(mm.b), flags=("reassoc", "nsz", "contract"))
+        b.store(b.fadd(b.load(slot), prod, flags=("reassoc", "nsz", "contract")), slot)
+        close()
+        self.cache = outer_cache
+        self.acc = b.load(slot)
+        for s in mm.stores:
+            self.store(s)
+
+
+def _dtype_of(e):
+    return e.dtype
+
+
+def lower_program(p: Program, mathlib=None, module: ir.Module | None = None) -> ir.Module:
+    module = module or ir.Module(name=p.name)
+    ctx = LoweringContext(module, mathlib)
+    slots = {name: i for i, name in enumerate(p.buffers)}
+    buffer_dtypes = {name: b.dtype for name, b in p.buffers.items()}
+    kernels = [KernelLowering(ctx, k, slots, buffer_dtypes).lower() for k in p.kernels]
+    entry = ir.Function(module, ir.FunctionType(ir.VoidType(), [ir.PointerType(PTR)]), "entry")
+    b = ir.IRBuilder(entry.append_basic_block("entry"))
+    for k, fn in zip(p.kernels, kernels):
+        outer = k.outer[0].size if k.outer else 1
+        b.call(fn, [entry.args[0], ir.Constant(I64, 0), ir.Constant(I64, outer)])
+    b.ret_void()
+    return module
+
+
+__all__ = ["lower_program", "LoweringContext", "KernelLowering", "I1"]
