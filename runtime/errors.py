@@ -102,3 +102,32 @@ class InvalidArgumentError(TraceccError, ValueError):
 
 ERROR_CLASSES = [ShapeError, DTypeError, DeviceError, IndexError_, AutogradError, InplaceError]
 ERROR_CLASSES += [StateDictError, SerializationError, DatasetError, InvalidArgumentError]
+
+
+# compile(): tracing, guards and the IR (TC10x, TC12x)
+class DataDependentError(TraceccError, RuntimeError):
+    """Code under compile needs a tensor's concrete value (.item(), bool(t), .numpy())."""
+    code = "TC101"
+
+
+class UnsupportedError(TraceccError, RuntimeError):
+    """An op or Python construct the compiler cannot capture in a graph."""
+    code = "TC102"
+
+
+class RecompileError(TraceccError, RuntimeError):
+    """A guard failed where the stance forbids recompiling (set_stance("fail_on_recompile"))."""
+    code = "TC103"
+
+
+class IRParseError(TraceccError, ValueError):
+    """IR text that does not parse; names the line."""
+    code = "TC120"
+
+
+class IRVerifyError(TraceccError, ValueError):
+    """A graph that breaks an IR invariant (types, SSA, dangling uses); names the node."""
+    code = "TC121"
+
+
+ERROR_CLASSES += [DataDependentError, UnsupportedError, RecompileError, IRParseError, IRVerifyError]
