@@ -133,7 +133,17 @@ def _root_grads(tensors, grad_tensors):
 
 def run_backward(tensors, grad_tensors, retain_graph, create_graph, capture=None):
     """The reverse sweep. With `capture` (a list of tensors) gradients are returned for
-    those instead of accumulated into leaves' `.grad`."""
+    those instead of accumulated into leaves' `.grad`. While tracing, the nodes it records
+    are marked as the `backward` region (the seam where the autograd pass takes over)."""
+    from . import _tensor
+    tracer = _tensor._tracer
+    if tracer is None:
+        return _sweep(tensors, grad_tensors, retain_graph, create_graph, capture)
+    with tracer.in_region("backward"):
+        return _sweep(tensors, grad_tensors, retain_graph, create_graph, capture)
+
+
+def _sweep(tensors, grad_tensors, retain_graph, create_graph, capture=None):
     from ._tensor import as_tensor_list
 
     tensors = as_tensor_list(tensors)

@@ -1,0 +1,80 @@
+"""Split a joint forward+backward graph into a forward and a backward graph (AOTAutograd's
+partition, in its simplest form: save what the backward reads, recompute nothing).
+
+Used when a compiled function's outputs require grad but the function does not call
+backward itself: the front end traces the backward into the same graph (with `grad_out`
+inputs for the output gradients), then splits it here. The forward graph returns its own
+outputs followed by the saved values; the backward graph takes the saved values and the
+output gradients and returns one gradient per requested input.
+"""
+
+from __future__ import annotations
+
+from .ir import Graph, Value
+
+
+def _ancestors(graph: Graph, roots) -> set[Value]:
+    producers = graph.producers()
+    seen, stack = set(), list(roots)
+    while stack:
+        v = stack.pop()
+        if v in seen:
+            continue
+        seen.add(v)
+        n = producers.get(v)
+        if n is not None:
+            stack.extend(n.inputs)
+    return seen
+
+
+def split_joint(joint: Graph, n_outputs: int, grads: list[Value]) -> tuple[Graph, Graph, list[Value]]:
+    """joint: inputs (with role grad_out for output gradients), nodes, outputs whose first
+    n_outputs are the forward's, writes. grads: the gradient values to return.
+
+    Returns (forward, backward, saved): forward computes joint.outputs[:n_outputs] + saved
+    (and the writes); backward maps saved + grad_out inputs to grads."""
+    grad_outs = [v for v in joint.inputs if v.role == "grad_out"]
+    fwd_roots = list(joint.outputs[:n_outputs]) + [new for _, new in joint.writes]
+    fwd_live = _ancestors(joint, fwd_roots)
+    bwd_live = _ancestors(joint, grads)
+    bwd_nodes = [n for n in joint.nodes if n.out in bwd_live and n.out not in fwd_live]
+    bwd_defined = {n.out for n in bwd_nodes} | set(grad_outs)
+    saved: list[Value] = []
+    for v in [a for n in bwd_nodes for a in n.inputs] + list(grads):
+        if v not in bwd_defined and v not in saved:
+            saved.append(v)
+    written = {target for target, _ in joint.writes}
+
+    fwd = Graph(f"{joint.name}_forward")
+    m: dict[Value, Value] = {}
+    for v in joint.inputs:
+        if v.role != "grad_out":
+            m[v] = fwd.add_input(v.type, v.name, v.role, v.device)
+    for n in joint.nodes:
+        if n.out in fwd_live or (n.out in saved):
+            m[n.out] = fwd.add_node(n.op, [m[a] for a in n.inputs], n.params, n.out.type, n.loc,
+                                    n.region, n.out.name, n.out.device)
+    saved_out = []
+    for v in saved:
+        if v in written:  # the caller overwrites a written input after the forward runs
+            v2 = fwd.add_node("copy", [m[v]], {}, v.type, "", "saved", f"{v.name}.saved", v.device)
+            saved_out.append(v2)
+        else:
+            saved_out.append(m[v])
+    fwd.set_outputs([m[v] for v in joint.outputs[:n_outputs]] + saved_out,
+                    list(joint.output_labels[:n_outputs]) + [f"saved.{v.name}" for v in saved])
+    fwd.writes = [(m[a], m[b]) for a, b in joint.writes]
+    fwd.notes = list(joint.notes)
+
+    bwd = Graph(f"{joint.name}_backward")
+    b: dict[Value, Value] = {}
+    for v in saved:
+        b[v] = bwd.add_input(v.type, v.name, "saved", v.device)
+    for v in grad_outs:
+        b[v] = bwd.add_input(v.type, v.name, "grad_out", v.device)
+    for n in bwd_nodes:
+        b[n.out] = bwd.add_node(n.op, [b[a] for a in n.inputs], n.params, n.out.type, n.loc,
+                                n.region, n.out.name, n.out.device)
+    bwd.set_outputs([b[v] for v in grads], [f"grad.{i}" for i in range(len(grads))])
+    bwd.notes = list(joint.notes)
+    return fwd, bwd, saved
