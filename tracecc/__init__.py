@@ -43,4 +43,12 @@ half = float16
 long = int64
 int = int32  # noqa: A001
 
+# nn, optim, data, vision, save/load (issue 3); `utils.data` is `data`, as torch.utils.data
+from . import data, nn, optim, utils, vision  # noqa: E402,F401
+from .serialization import load, save  # noqa: E402,F401
+
+# compile(), its stances and explain() (issue 4)
+from ._compile import compile, set_stance  # noqa: E402,F401,A001
+from ._explain import explain  # noqa: E402,F401
+
 __version__ = "0.1.0"
