@@ -47,4 +47,8 @@ int = int32  # noqa: A001
 from . import data, nn, optim, utils, vision  # noqa: E402,F401
 from .serialization import load, save  # noqa: E402,F401
 
+# compile(), its stances and explain() (issue 4)
+from ._compile import compile, set_stance  # noqa: E402,F401,A001
+from ._explain import explain  # noqa: E402,F401
+
 __version__ = "0.1.0"

@@ -10,6 +10,7 @@ import numpy as np
 from .runtime import dtypes
 from .runtime.device import check_device
 from .runtime.dtypes import get_dtype
+from . import _tensor as _tensor_mod
 from ._tensor import Tensor, _make
 
 
@@ -66,21 +67,31 @@ def _shape(size):
     return tuple(int(s) for s in size)
 
 
-def _finish(array, dtype, requires_grad):
-    t = _make(np.asarray(array).astype(dtype.np, copy=False), dtype)
+def _finish(draw, dtype, requires_grad, shape):
+    """draw() -> numpy array of `shape`. While a function is traced by compile, the draw
+    becomes a graph input that each compiled call draws anew from the generator, in the same
+    order as eager mode (so compiled and eager runs see the same numbers)."""
+    tracer = _tensor_mod._tracer
+    if tracer is not None:
+        t = tracer.random_input(shape, dtype,
+                                lambda: np.asarray(draw()).astype(dtype.np, copy=False))
+    else:
+        t = _make(np.asarray(draw()).astype(dtype.np, copy=False), dtype)
     return t.requires_grad_(True) if requires_grad else t
 
 
 def rand(*size, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
     check_device(device)
     dtype = _float(dtype)
-    return _finish(_rng(generator).random(_shape(size)), dtype, requires_grad)
+    shape = _shape(size)
+    return _finish(lambda: _rng(generator).random(shape), dtype, requires_grad, shape)
 
 
 def randn(*size, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
     check_device(device)
     dtype = _float(dtype)
-    return _finish(_rng(generator).standard_normal(_shape(size)), dtype, requires_grad)
+    shape = _shape(size)
+    return _finish(lambda: _rng(generator).standard_normal(shape), dtype, requires_grad, shape)
 
 
 def randint(low, high=None, size=(), *, generator=None, dtype=None, device=None) -> Tensor:
@@ -88,13 +99,14 @@ def randint(low, high=None, size=(), *, generator=None, dtype=None, device=None)
     if high is None:
         low, high = 0, low
     dtype = get_dtype(dtype) if dtype is not None else dtypes.int64
-    return _finish(_rng(generator).integers(low, high, size=tuple(size)), dtype, False)
+    shape = tuple(size)
+    return _finish(lambda: _rng(generator).integers(low, high, size=shape), dtype, False, shape)
 
 
 def randperm(n, *, generator=None, dtype=None, device=None) -> Tensor:
     check_device(device)
     dtype = get_dtype(dtype) if dtype is not None else dtypes.int64
-    return _finish(_rng(generator).permutation(int(n)), dtype, False)
+    return _finish(lambda: _rng(generator).permutation(int(n)), dtype, False, (int(n),))
 
 
 def normal(mean=0.0, std=1.0, size=None, *, generator=None, dtype=None) -> Tensor:
@@ -103,8 +115,9 @@ def normal(mean=0.0, std=1.0, size=None, *, generator=None, dtype=None) -> Tenso
         m = np.asarray(mean.detach().numpy() if isinstance(mean, Tensor) else mean)
         s = np.asarray(std.detach().numpy() if isinstance(std, Tensor) else std)
         dtype = (mean if isinstance(mean, Tensor) else std).dtype
-        return _finish(rng.normal(m, s), dtype, False)
-    return _finish(rng.normal(mean, std, size=tuple(size or ())), _float(dtype), False)
+        return _finish(lambda: rng.normal(m, s), dtype, False, np.broadcast_shapes(m.shape, s.shape))
+    shape = tuple(size or ())
+    return _finish(lambda: _rng(generator).normal(mean, std, size=shape), _float(dtype), False, shape)
 
 
 def rand_like(input, *, generator=None, dtype=None) -> Tensor:
@@ -117,19 +130,23 @@ def randn_like(input, *, generator=None, dtype=None) -> Tensor:
 
 def bernoulli(input, p=None, *, generator=None) -> Tensor:
     probs = input.detach().numpy() if p is None else np.full(tuple(input.shape), p)
-    return _finish(_rng(generator).random(probs.shape) < probs, input.dtype, False)
+    return _finish(lambda: _rng(generator).random(probs.shape) < probs, input.dtype, False,
+                   probs.shape)
 
 
 def _uniform_(self, a=0.0, b=1.0, *, generator=None):
     from ._grad_mode import no_grad
     with no_grad():
-        return self.copy_(_make(_rng(generator).uniform(a, b, tuple(self.shape)).astype(self.dtype.np)))
+        shape = tuple(self.shape)
+        return self.copy_(_finish(lambda: _rng(generator).uniform(a, b, shape), self.dtype, False, shape))
 
 
 def _normal_(self, mean=0.0, std=1.0, *, generator=None):
     from ._grad_mode import no_grad
     with no_grad():
-        return self.copy_(_make(_rng(generator).normal(mean, std, tuple(self.shape)).astype(self.dtype.np)))
+        shape = tuple(self.shape)
+        return self.copy_(_finish(lambda: _rng(generator).normal(mean, std, shape), self.dtype, False,
+                                  shape))
 
 
 Tensor.uniform_ = _uniform_

@@ -1,0 +1,414 @@
+"""Capturing one call of a function as a graph, and running a captured graph (an Entry).
+
+`capture` traces the call, decides whether the graph can be reused (cached) for later
+calls, and either builds an Entry (which then runs this very call) or, when it cannot be
+reused, *materialises* the trace: runs it once on the interpreter and makes every tensor
+the function left behind real. Either way the call's effects are exactly eager mode's.
+
+A graph cannot be reused when symbolic tensors escape into Python state the graph does not
+describe (optimizer state created on the first step, a tensor cached on a module), or when
+the trace changed tensor attributes it cannot replay. The next call simply traces again
+(by then the state exists and is lifted like any other tensor).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from . import _grad_mode
+from . import _logging
+from . import _tensor as _tensor_mod
+from ._guards import Spec, describe_python_state, first_difference, flatten, python_state
+from ._tensor import Tensor, _make
+from ._trace import Sym, Tracer, apply_writes, short_location
+from .autograd import Node as AutogradNode
+from .autograd import run_backward
+from .codegen.backends import get_backend
+from .passes.partition import split_joint
+from .passes.pipeline import run_passes, verify_enabled
+from .passes.verify import verify
+from .runtime.errors import AutogradError
+from .runtime.registry import Primitive
+
+# how a compiled call fetches each graph input
+ARG, TENSOR, GRAD, RANDOM, CONST = range(5)
+_KIND = {"arg": ARG, "tensor": TENSOR, "grad": GRAD, "random": RANDOM, "const": CONST}
+
+
+class Captured:
+    """What capture() returns: an Entry to cache and run, or the finished eager result."""
+
+    def __init__(self, entry=None, result=None, reason: str | None = None, graph=None):
+        self.entry = entry
+        self.result = result
+        self.reason = reason  # why the call was not (or not reusably) compiled
+        self.graph = graph
+
+
+def capture(cf, args, kwargs, tensors, arg_paths, world) -> Captured:
+    """Trace one call of cf._fn. `tensors` are the argument tensors in key order."""
+    tracer = Tracer(cf.__name__, world, cf.fullgraph)
+    for i, (t, path) in enumerate(zip(tensors, arg_paths)):
+        if id(t._data) in tracer.lifted:
+            tracer.lift(t)  # the same storage passed twice: one input
+        else:
+            tracer.lift(t, role="arg", name=path, source=("arg", i))
+    for t in world.tensors.values():
+        tracer.grad_snapshot.setdefault(id(t), (t, t.grad))
+    t0 = time.perf_counter()
+    _tensor_mod._tracer = tracer
+    try:
+        result = cf._fn(*args, **kwargs)
+    except BaseException:
+        _abandon(tracer)
+        raise
+    finally:
+        _tensor_mod._tracer = None
+    trace_ms = (time.perf_counter() - t0) * 1e3
+    if tracer.materialized:
+        return Captured(result=result, reason=f"needed a concrete value: {tracer.broken}",
+                        graph=tracer.graph)
+    try:
+        return _finish(cf, tracer, result, tensors, world, trace_ms)
+    except BaseException:
+        _abandon(tracer)
+        raise
+
+
+def _abandon(tracer: Tracer) -> None:
+    """After an error inside a trace, leave what eager mode would have left at that point."""
+    if tracer.materialized:
+        return
+    try:
+        tracer.materialize()
+    except Exception:
+        tracer.restore(tracer.live_tensors())
+
+
+def _history_tensors(leaves) -> set[int]:
+    """ids of the tensors reachable through the outputs' autograd history."""
+    seen_nodes, found, stack = set(), set(), [t.grad_fn for t in leaves if t.grad_fn is not None]
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen_nodes or not isinstance(node, AutogradNode):
+            continue
+        seen_nodes.add(id(node))
+        for t in (node._inputs or ()):
+            found.add(id(t))
+        if node._out_saved is not None:
+            found.add(id(node._out_saved))
+        stack.extend(child for child, _ in node.next)
+    return found
+
+
+def _finish(cf, tracer: Tracer, result, tensors, world, trace_ms) -> Captured:
+    graph = tracer.graph
+    leaves: list = []
+    spec = flatten(result, leaves)
+    out_values = [tracer.value_of(t) for t in leaves]
+
+    # .grad effects: compare every known tensor's .grad with the snapshot from the start
+    grad_effects, problems = [], []
+    for t, before in list(tracer.grad_snapshot.values()):
+        after = t.grad
+        if after is before:
+            continue
+        if after is None:
+            grad_effects.append((t, None))
+        elif type(after._data) is Sym:
+            grad_effects.append((t, after))
+        else:
+            problems.append("a .grad was set to a tensor created from data inside the function")
+    for lf in tracer.lifted.values():
+        for ref in lf.tensors:
+            t = ref()
+            if t is not None and lf.requires_grad is not None and t.requires_grad != lf.requires_grad \
+                    and t.grad_fn is None:
+                problems.append(f"requires_grad of %{lf.input.name} changed inside the function")
+                break
+
+    # escapes: symbolic tensors still alive that are not outputs, grads or lifted aliases
+    keep = {id(t) for t in leaves} | _history_tensors(leaves)
+    keep |= {id(g) for _, g in grad_effects if g is not None}
+    live = tracer.live_tensors()
+    escaped = [t for t in live if id(t) not in keep and t._data.lifted is None]
+    if escaped:
+        shapes = ", ".join(f"{t.dtype.name}{list(t.shape)}" for t in escaped[:3])
+        problems.append(f"{len(escaped)} symbolic tensor(s) escaped into Python state ({shapes}"
+                        f"{', ...' if len(escaped) > 3 else ''}), e.g. optimizer state created "
+                        f"on the first step")
+    if problems:
+        tracer.materialize()
+        return Captured(result=result, reason="; ".join(problems) + ": this call ran on the "
+                        "interpreter and the next call traces again", graph=graph)
+
+    # a reusable graph: outputs, grad effects, writes
+    labels = [f"out.{i}" if len(leaves) > 1 else "out" for i in range(len(leaves))]
+    grad_values, effects = [], []
+    for t, g in grad_effects:
+        if g is None:
+            effects.append((t, None))
+        else:
+            effects.append((t, len(out_values) + len(grad_values)))
+            grad_values.append(tracer.value_of(g))
+            labels.append(f"{world.tensor_names.get(id(t)) or _name_of(tracer, t)}.grad")
+    graph.set_outputs(out_values + grad_values, labels)
+    for lf, new in tracer.writes():
+        graph.add_write(lf.input, new)
+
+    aot = None
+    needs = [t.requires_grad for t in leaves]
+    if _grad_mode._enabled and any(needs) and tracer.backward_calls == 0:
+        aot = _trace_backward(tracer, leaves, needs, len(graph.outputs))
+
+    # put the world back as it was: the entry replays the effects on every call
+    out_dtypes = [v.type.dtype for v in out_values]
+    tracer.restore(live)
+    for t, before in tracer.grad_snapshot.values():
+        t.grad = before
+    tracer.grad_snapshot = {}
+    del result, leaves, live, escaped, keep, grad_effects
+    sources = _sources(tracer)
+    graph.notes.insert(0, f"traced {cf.__name__} at {cf._call_site}: {len(graph.nodes)} nodes, "
+                          f"{trace_ms:.1f} ms")
+    entry = Entry(cf.__name__, graph, sources, spec, out_dtypes, effects, aot, world,
+                  cf._call_site)
+    return Captured(entry=entry, graph=graph)
+
+
+def _name_of(tracer: Tracer, t) -> str:
+    for lf in tracer.lifted.values():
+        if any(r() is t for r in lf.tensors):
+            return lf.input.name
+    return "tensor"
+
+
+def _sources(tracer: Tracer) -> list:
+    """Where each graph input comes from on a call. Anonymous tensors that no longer exist
+    after the trace were created inside the function from data: they are constants."""
+    by_input = {lf.input: lf for lf in tracer.lifted.values()}
+    random = dict(tracer.random)
+    sources = []
+    for v in tracer.graph.inputs:
+        if v in random:
+            sources.append((RANDOM, random[v]))
+            continue
+        if v.role == "grad_out":
+            continue
+        lf = by_input[v]
+        kind, obj = lf.source
+        if kind == "tensor" and obj is None:
+            alive = [t for t in (r() for r in lf.tensors) if t is not None]
+            if alive:
+                obj = alive[0]
+            else:
+                kind, obj = "const", lf.array
+                v.role = "const"
+                tracer.graph.rename(v, f"c{sum(1 for s in sources if s[0] == CONST)}")
+        sources.append((_KIND[kind], obj))
+    return sources
+
+
+# ---------------------------------------------------------------- compiled backward (AOT)
+class _AOT:
+    """A forward-only function whose outputs require grad: its backward is traced too and
+    split off into a graph that the outputs' grad_fn runs (as AOTAutograd does)."""
+
+    def __init__(self, wrt_inputs, grad_mask, needs, grads, n_fwd_outputs):
+        self.wrt_inputs = wrt_inputs  # indices of graph inputs that receive gradients
+        self.grad_mask = grad_mask  # per wrt input: does the backward produce a gradient
+        self.needs = needs  # per user output: does it require grad
+        self.grads = grads  # gradient values in the joint graph
+        self.n_fwd_outputs = n_fwd_outputs
+        self.n_saved = 0
+        self.backward_graph = None
+        self.backward_runner = None
+
+
+def _trace_backward(tracer: Tracer, leaves, needs, n_fwd_outputs) -> _AOT:
+    """Trace the backward of the outputs into the same graph, with a grad_out input per
+    output that requires grad; entry.compile splits the joint graph in two."""
+    graph = tracer.graph
+    by_input = {lf.input: lf for lf in tracer.lifted.values()}
+    wrt_inputs, wrt_tensors = [], []
+    for i, v in enumerate(graph.inputs):
+        lf = by_input.get(v)
+        t = None if lf is None else next(
+            (t for t in (r() for r in lf.tensors) if t is not None and t.requires_grad), None)
+        if t is not None and t.grad_fn is None:
+            wrt_inputs.append(i)
+            wrt_tensors.append(t)
+    roots = [t for t, need in zip(leaves, needs) if need]
+    seeds = []
+    for i, t in enumerate(roots):
+        v = graph.add_input(t._data.value.type, f"grad_out{i}", "grad_out")
+        seeds.append(_make(tracer._sym(v), t.dtype))
+    _tensor_mod._tracer = tracer
+    try:
+        with tracer.in_region("backward"):
+            grads = run_backward(roots, seeds, retain_graph=False, create_graph=False,
+                                 capture=wrt_tensors)
+    finally:
+        _tensor_mod._tracer = None
+    return _AOT(wrt_inputs, [g is not None for g in grads], needs,
+                [tracer.value_of(g) for g in grads if g is not None], n_fwd_outputs)
+
+
+def _backward_node(name, runner, saved, grad_mask, seeds_meta, index, wrt, leaf):
+    """The grad_fn of compiled output `index`: runs the backward graph with this output's
+    gradient (zeros for the other outputs' gradients)."""
+
+    def vjp(ctx, g):
+        ctx.inputs  # raises if an input was modified in place since the forward ran
+        if _grad_mode._enabled:
+            raise AutogradError(f"double backward through compiled function {name} is not "
+                                f"supported", hint="call the function eagerly (without compile) "
+                                                   "where higher-order gradients are needed")
+        seeds = [np.ascontiguousarray(g._data) if i == index else np.zeros(shape, dtype.np)
+                 for i, (shape, dtype) in enumerate(seeds_meta)]
+        grads = iter(runner(list(saved) + seeds))
+        return tuple(_make(next(grads)) if has else None for has in grad_mask)
+
+    prim = Primitive(f"compiled_{name}", "matmul", None, None, vjp, saves=None)
+    return AutogradNode(prim, tuple(wrt), {}, (True,) * len(wrt), leaf)
+
+
+# ---------------------------------------------------------------- entries
+class Entry:
+    """One compiled graph and what a call needs to run it: where its inputs come from, the
+    guards beyond the argument key, and how results go back (outputs, writes, .grad)."""
+
+    def __init__(self, name, graph, sources, spec: Spec, out_dtypes, grad_effects, aot, world,
+                 traced_at: str):
+        self.name = name
+        self.graph = graph
+        self.sources = sources
+        self.spec = spec
+        self.out_dtypes = out_dtypes
+        self.n_out = len(out_dtypes)
+        self.grad_effects = grad_effects  # [(tensor, output index or None)]
+        self.aot = aot
+        self.modules = list(world.modules)
+        self.optimizers = list(world.optimizers)
+        self.python_state = python_state(self.modules, self.optimizers)
+        self._python_desc = describe_python_state(self.modules, self.optimizers)
+        self.write_inputs = [graph.inputs.index(a) for a, _ in graph.writes]
+        self.traced_at = traced_at
+        self.objects: list = []  # identity-keyed argument objects, kept alive with the entry
+        self.arg_desc: list = []
+        self.runner = None
+        self.backend = None
+        self.final: list = []
+        self.hits = 0
+        self._build_checks()
+
+    def _build_checks(self):
+        """Lifted tensors: same storage (else same shape/dtype), same requires_grad.
+        .grad: None exactly when it was at trace time (and its shape, when read)."""
+        self.tensor_checks, self.grad_checks = [], []
+        for (kind, obj), v in zip(self.sources, self.graph.inputs):
+            if kind == TENSOR:
+                self.tensor_checks.append([obj, obj._data, v.type.shape, v.type.dtype,
+                                           obj.requires_grad, v.name])
+            elif kind == GRAD:
+                self.grad_checks.append((obj, False, v.type.shape, v.type.dtype, v.name))
+        watched = {id(c[0]) for c in self.grad_checks}
+        for t, _ in self.grad_effects:
+            if id(t) not in watched:
+                watched.add(id(t))
+                self.grad_checks.append((t, t.grad is None, None, None, None))
+
+    def failure(self) -> str | None:
+        """None when this entry's guards hold; otherwise which guard fails."""
+        for check in self.tensor_checks:
+            t, last, shape, dtype, rg, name = check
+            data = t._data
+            if data is not last:
+                if not isinstance(data, np.ndarray) or data.shape != shape or t._dtype is not dtype:
+                    return (f"%{name}: now {t.dtype.name}{list(t.shape)}, traced as "
+                            f"{dtype.name}{list(shape)}")
+                check[1] = data
+            if t.requires_grad != rg:
+                return f"%{name}.requires_grad changed to {t.requires_grad}"
+        for t, was_none, shape, dtype, name in self.grad_checks:
+            g = t.grad
+            if (g is None) != was_none:
+                what = f"%{name}" if name else "a tensor's .grad"
+                return (f"{what}: .grad is {'None' if g is None else 'a tensor'}, traced with "
+                        f"{'None' if was_none else 'a tensor'}")
+            if shape is not None and (g._data.shape != shape or g._dtype is not dtype):
+                return f"%{name}: now {g.dtype.name}{list(g.shape)}, traced as {dtype.name}{list(shape)}"
+        if (self.modules or self.optimizers) and \
+                python_state(self.modules, self.optimizers) != self.python_state:
+            return first_difference(self._python_desc,
+                                    describe_python_state(self.modules, self.optimizers))
+        return None
+
+    def compile(self, backend: str, sink) -> None:
+        """Verify, run the passes, hand the result to the backend (forward and backward)."""
+        check = verify_enabled()
+        if check:
+            verify(self.graph)
+        sink.stage("traced", self.graph, kind="graph")
+        be = get_backend(backend)
+        graphs = [self.graph]
+        if self.aot is not None:
+            aot = self.aot
+            fwd, bwd, saved = split_joint(self.graph, aot.n_fwd_outputs, aot.grads)
+            aot.n_saved = len(saved)
+            names = [self.graph.inputs[i].name for i, has in zip(aot.wrt_inputs, aot.grad_mask)
+                     if has]
+            bwd.output_labels = [f"{n}.grad" for n in names]
+            for g in (fwd, bwd):
+                if check:
+                    verify(g)
+                sink.stage(g.name.rsplit("_", 1)[-1], g, kind="graph")
+            graphs = [fwd, bwd]
+        self.final = [run_passes(g, log=sink) for g in graphs]
+        runners = [be.compile(g, sink) for g in self.final]
+        self.runner = runners[0]
+        if self.aot is not None:
+            self.aot.backward_graph = self.final[1]
+            self.aot.backward_runner = runners[1]
+        self.backend = be.name
+
+    def run(self, tensors):
+        arrays = []
+        for kind, obj in self.sources:
+            if kind == ARG:
+                arrays.append(tensors[obj]._data)
+            elif kind == TENSOR:
+                arrays.append(obj._data)
+            elif kind == GRAD:
+                arrays.append(obj.grad._data)
+            elif kind == RANDOM:
+                arrays.append(obj())
+            else:
+                arrays.append(obj)
+        results = self.runner(arrays)
+        if self.write_inputs:
+            base = len(results) - len(self.write_inputs)
+            apply_writes([(arrays[i], results[base + j]) for j, i in enumerate(self.write_inputs)])
+        for t, index in self.grad_effects:
+            t.grad = None if index is None else _make(results[index])
+        dtypes = self.out_dtypes
+        leaves = [_make(results[i], dtypes[i]) for i in range(self.n_out)]
+        if self.aot is not None and _grad_mode._enabled:
+            self._attach_backward(leaves, results, arrays, tensors)
+        return self.spec.build(leaves)
+
+    def _attach_backward(self, leaves, results, arrays, tensors):
+        aot = self.aot
+        saved = results[aot.n_fwd_outputs:aot.n_fwd_outputs + aot.n_saved]
+        wrt = []
+        for i in aot.wrt_inputs:
+            kind, obj = self.sources[i]
+            wrt.append(tensors[obj] if kind == ARG else obj)
+        roots = [leaf for leaf, need in zip(leaves, aot.needs) if need]
+        meta = [(leaf._data.shape, leaf.dtype) for leaf in roots]
+        for j, leaf in enumerate(roots):
+            leaf.requires_grad = True
+            leaf.grad_fn = _backward_node(self.name, aot.backward_runner, saved, aot.grad_mask,
+                                          meta, j, wrt, leaf)

@@ -1,0 +1,311 @@
+"""The tracer: runs a Python function on symbolic tensors and records one Graph.
+
+While tracing, `tracecc._tensor._tracer` is a Tracer and every op reaches `Tracer.apply`
+(see _tensor.apply). A traced tensor's payload is a `Sym`: a box holding the graph Value
+that currently stands for its storage. Tensors that share storage (`.data`, `.detach()`,
+a Parameter and the tensor it wraps) share the box, so an in-place update through one is
+seen through all, as in eager mode.
+
+- Tensors the function reads that are not symbolic yet (arguments, parameters, buffers,
+  optimizer state, `.grad`, closure tensors) are *lifted*: they become graph inputs, keyed by
+  the identity of their numpy payload, and their payload is swapped for the input's Sym
+  for the rest of the trace (and swapped back after).
+- In-place updates are functionalised: the target's box gets the new value; views of it
+  are recomputed; an update through a view (reshape, permute, slice) is scattered into its
+  base. After the trace, every lifted input whose box changed becomes a write.
+- Code that needs a concrete value (`.item()`, `bool(t)`, `.numpy()`) either raises TC101
+  (fullgraph=True) or *materialises*: the graph so far runs on the real inputs, every live
+  symbolic tensor gets its real payload, and the rest of the function runs eagerly.
+- Random numbers drawn with tracecc.random inside the trace become `random` inputs that
+  each compiled call draws from the same generator, in the same order, before it runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import weakref
+from math import prod
+
+import numpy as np
+
+from . import _tensor as _tensor_mod
+from .passes.interpret import interpret
+from .passes.ir import Graph, Value
+from .runtime.errors import DataDependentError, UnsupportedError, user_location
+from .runtime.registry import PRIMITIVES, TensorType
+from ._tensor import Tensor, VIEW_PRIMS, _make
+
+
+class Sym:
+    """A symbolic payload: shape and dtype known, data not. `value` is the graph Value that
+    currently holds this storage's contents (it changes on in-place updates)."""
+
+    __slots__ = ("value", "view_of", "lifted", "__weakref__")
+
+    def __init__(self, value: Value, view_of=None, lifted=None):
+        self.value = value
+        self.view_of = view_of  # (parent Sym, primitive, params) for views
+        self.lifted = lifted  # the Lifted record when this is a lifted tensor's storage
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.value.type.shape
+
+    @property
+    def ndim(self) -> int:
+        return len(self.value.type.shape)
+
+    @property
+    def size(self) -> int:
+        return prod(self.value.type.shape)
+
+    @property
+    def dtype(self):
+        return self.value.type.dtype.np
+
+    def __repr__(self) -> str:
+        return f"%{self.value.name}: {self.value.type}"
+
+
+class Lifted:
+    """A tensor storage read by the traced function and made a graph input."""
+
+    __slots__ = ("array", "sym", "input", "source", "tensors", "requires_grad")
+
+    def __init__(self, array, sym, input, source):
+        self.array = array  # the real payload (held: its id is the key)
+        self.sym = sym
+        self.input = input
+        self.source = source  # how a compiled call fetches it: ("arg", i) | ("tensor", T) | ...
+        self.tensors: list = []  # weakrefs to the tensors whose payload was swapped
+        self.requires_grad = None
+
+
+class Break(Exception):
+    """Internal: unwinds a trace that cannot continue (never reaches the user)."""
+
+
+def short_location() -> str:
+    """The user's file:line, relative to the working directory when inside it."""
+    loc = user_location()
+    path, _, line = loc.rpartition(":")
+    try:
+        rel = os.path.relpath(path)
+        if not rel.startswith(".."):
+            path = rel
+    except ValueError:
+        pass
+    return f"{path}:{line}"
+
+
+class Tracer:
+    def __init__(self, name: str, world, fullgraph: bool = True):
+        self.graph = Graph(name)
+        self.world = world  # what the pre-scan found: names, roles and sources of tensors
+        self.fullgraph = fullgraph
+        self.lifted: dict[int, Lifted] = {}
+        self.syms: list[weakref.ref] = []
+        self.views: dict[int, list] = {}  # id(parent Sym) -> [(weakref(view Sym), prim, params)]
+        self.random: list[tuple[Value, object]] = []  # (input, draw) in trace order
+        self.region: str | None = None
+        self.cut: list[tuple[Tensor, object]] = []  # lifted non-leaves: (tensor, grad_fn)
+        self.grad_snapshot: dict[int, tuple[Tensor, object]] = {}  # id(t) -> (t, t.grad at entry)
+        self.broken: str | None = None  # why the trace stopped and the call went eager
+        self.materialized = False
+        self.backward_calls = 0
+
+    # ------------------------------------------------------------ symbolic values
+    def _sym(self, value: Value, view_of=None, lifted=None) -> Sym:
+        s = Sym(value, view_of, lifted)
+        self.syms.append(weakref.ref(s))
+        return s
+
+    def lift(self, t: Tensor, role: str | None = None, name: str | None = None, source=None) -> Sym:
+        """Make t's storage a graph input (once per storage) and swap t's payload for its Sym."""
+        arr = t._data
+        lf = self.lifted.get(id(arr))
+        if lf is None:
+            if role is None:
+                name, role, source = self.world.describe(arr, t)
+            v = self.graph.add_input(TensorType(tuple(arr.shape), t._dtype), name, role)
+            lf = Lifted(arr, None, v, source)
+            lf.sym = self._sym(v, lifted=lf)
+            lf.requires_grad = t.requires_grad
+            self.lifted[id(arr)] = lf
+        if id(t) not in self.grad_snapshot:
+            self.grad_snapshot[id(t)] = (t, t.grad)
+        if t.grad_fn is not None:
+            # a compiled function's autograd graph starts at its inputs (see docs/compile.md)
+            self.cut.append((t, t.grad_fn))
+            t.grad_fn = None
+        t._data = lf.sym
+        lf.tensors.append(weakref.ref(t))
+        return lf.sym
+
+    def value_of(self, t) -> Value:
+        data = t._data
+        if type(data) is Sym:
+            return data.value
+        if not isinstance(data, np.ndarray):
+            raise UnsupportedError(f"a tensor with a {type(data).__name__} payload reached a "
+                                   f"compiled function")
+        return self.lift(t).value
+
+    def record(self, prim, values: list[Value], params: dict) -> Value:
+        out_type = prim.meta(*[v.type for v in values], **params)
+        return self.graph.add_node(prim.name, values, params, out_type, short_location(),
+                                   self.region)
+
+    # ------------------------------------------------------------ the protocol of _tensor.py
+    def apply(self, prim, args, params) -> Tensor:
+        values = [self.value_of(a) for a in args]
+        out_value = self.record(prim, values, params)
+        if prim.name in VIEW_PRIMS:
+            src = args[0]
+            sym = self._sym(out_value, view_of=(src._data, prim, params))
+            self.views.setdefault(id(src._data), []).append((weakref.ref(sym), prim, params))
+            out = _make(sym, out_value.type.dtype)
+            out._version = src._version
+            out._base = src if src._base is None else src._base
+            return out
+        return _make(self._sym(out_value), out_value.type.dtype)
+
+    def inplace(self, target: Tensor, result: Tensor) -> None:
+        new = self.value_of(result)
+        sym = target._data if type(target._data) is Sym else self.lift(target)
+        self._write(sym, new)
+
+    def _write(self, sym: Sym, new: Value) -> None:
+        if sym.view_of is not None:
+            parent, prim, params = sym.view_of
+            self._write(parent, self._scatter_into(parent, prim, params, new))
+            return
+        sym.value = new
+        self._refresh_views(sym)
+
+    def _scatter_into(self, parent: Sym, prim, params, new: Value) -> Value:
+        """The base's new value after writing `new` through the view prim(base, **params)."""
+        P = PRIMITIVES
+        if prim.name == "reshape":
+            return self.record(P["reshape"], [new], {"shape": tuple(parent.shape)})
+        if prim.name == "permute":
+            dims = params["dims"]
+            inverse = tuple(sorted(range(len(dims)), key=lambda i: dims[i]))
+            return self.record(P["permute"], [new], {"dims": inverse})
+        if prim.name == "slice":
+            return self.record(P["slice_scatter"], [parent.value, new], dict(params))
+        raise UnsupportedError(f"in-place update of a tensor made by {prim.name} (its elements "
+                               f"share memory)", hint="call .clone() first")
+
+    def _refresh_views(self, sym: Sym) -> None:
+        """Views of a storage see its in-place updates: recompute the live ones."""
+        for ref, prim, params in self.views.get(id(sym), ()):
+            view = ref()
+            if view is not None and view.view_of[0] is sym:
+                view.value = self.record(prim, [sym.value], params)
+                self._refresh_views(view)
+
+    def needs_value(self, t: Tensor, what: str):
+        loc = user_location()
+        if self.fullgraph:
+            raise DataDependentError(
+                f"{what} needs the value of a tensor inside compiled function "
+                f"{self.graph.name}, where tensors are symbolic (shape {list(t.shape)}, "
+                f"{t.dtype})",
+                hint="keep data-dependent Python (.item(), if tensor:, .numpy()) outside the "
+                     "compiled function, use tracecc.where for branches, or pass "
+                     "fullgraph=False to run such calls eagerly", location=loc)
+        self.broken = f"{what} at {loc}"
+        self.materialize()
+        return t._data
+
+    def random_input(self, shape, dtype, draw) -> Tensor:
+        """A tensor of random numbers: a graph input that each compiled call draws anew by
+        calling draw() (numpy array of that shape and dtype) with the caller's generator."""
+        v = self.graph.add_input(TensorType(tuple(shape), dtype), f"rand{len(self.random)}",
+                                 "random")
+        self.random.append((v, draw))
+        return _make(self._sym(v), dtype)
+
+    @contextlib.contextmanager
+    def in_region(self, name: str):
+        prev, self.region = self.region, name
+        if name == "backward":
+            self.backward_calls += 1
+        try:
+            yield
+        finally:
+            self.region = prev
+
+    # ------------------------------------------------------------ after the trace
+    def input_arrays(self, random_arrays=None) -> list:
+        """The real arrays of the graph's inputs (random ones drawn now unless given)."""
+        by_input = {lf.input: lf.array for lf in self.lifted.values()}
+        drawn = dict(zip((v for v, _ in self.random), random_arrays)) if random_arrays else {}
+        for v, draw in self.random:
+            if v not in drawn:
+                drawn[v] = draw()
+        by_input.update(drawn)
+        return [by_input[v] for v in self.graph.inputs]
+
+    def live_tensors(self) -> list[Tensor]:
+        """Every tensor whose payload is one of this trace's Syms."""
+        gc.collect()
+        live = [s for s in (r() for r in self.syms) if s is not None]
+        if not live:
+            return []
+        found = gc.get_referrers(*live)
+        return [t for t in found if isinstance(t, Tensor) and type(t._data) is Sym]
+
+    def writes(self) -> list[tuple[Lifted, Value]]:
+        return [(lf, lf.sym.value) for lf in self.lifted.values() if lf.sym.value is not lf.input]
+
+    def restore(self, tensors=None) -> None:
+        """Give lifted tensors their real payloads back and undo the autograd cut."""
+        for lf in self.lifted.values():
+            for ref in lf.tensors:
+                t = ref()
+                if t is not None and t._data is lf.sym:
+                    t._data = lf.array
+        for t in tensors or ():
+            if type(t._data) is Sym and t._data.lifted is not None:
+                t._data = t._data.lifted.array
+        for t, grad_fn in self.cut:
+            if t.grad_fn is None:
+                t.grad_fn = grad_fn
+        self.cut = []
+
+    def materialize(self, random_arrays=None) -> None:
+        """Run the graph so far on the real inputs and make every live symbolic tensor real:
+        lifted tensors get their payload back with writes applied, the others their value.
+        Afterwards the program continues eagerly (the tracer is switched off)."""
+        _tensor_mod._tracer = None
+        self.materialized = True
+        env: dict = {}
+        interpret(self.graph, self.input_arrays(random_arrays), env=env)
+        apply_writes([(lf.array, env[v]) for lf, v in self.writes()])
+        tensors = self.live_tensors()
+        self.restore(tensors)
+        inputs = set(self.graph.inputs)
+        for t in tensors:
+            if type(t._data) is Sym:
+                v = t._data.value
+                t._data = np.array(env[v]) if v in inputs else env[v]
+
+
+def apply_writes(pairs) -> None:
+    """Copy new values into their targets' arrays. A value that may alias another target
+    (a view, or another input's array) is copied first, so the order does not matter."""
+    targets = [a for a, _ in pairs]
+    ids = {id(a) for a in targets}
+    staged = []
+    for target, new in pairs:
+        if new is target:
+            continue
+        if new.base is not None or id(new) in ids:
+            new = np.array(new, copy=True)
+        staged.append((target, new))
+    for target, new in staged:
+        np.copyto(target, new, casting="unsafe")
