@@ -100,8 +100,19 @@ class InvalidArgumentError(TraceccError, ValueError):
     code = "TC063"
 
 
+class CodegenError(TraceccError, RuntimeError):
+    """Generated code failed to parse, verify, compile or link (a tracecc bug, not the user's)."""
+    code = "TC201"
+
+
+class CacheError(TraceccError, RuntimeError):
+    """The on-disk compile cache could not be used (bad directory, permissions)."""
+    code = "TC202"
+
+
 ERROR_CLASSES = [ShapeError, DTypeError, DeviceError, IndexError_, AutogradError, InplaceError]
 ERROR_CLASSES += [StateDictError, SerializationError, DatasetError, InvalidArgumentError]
+ERROR_CLASSES += [CodegenError, CacheError]
 
 
 # compile(): tracing, guards and the IR (TC10x, TC12x)

@@ -1,0 +1,347 @@
+"""Vectorisable math functions emitted into a module as LLVM IR (no libm calls).
+
+LLVM turns `llvm.exp`/`llvm.tanh` into one scalar libm call per lane, and this llvmlite
+build has no vector math library (codegen-facts §3.4). So each function here is an
+`internal alwaysinline` function built only from arithmetic, `llvm.fma`, `llvm.fabs`,
+`llvm.copysign`, integer bit operations on the float's bits, compares and selects. After
+inlining, the loop vectoriser widens it like any other arithmetic.
+
+Usage (the `mathlib` hook that codegen/llvm/lower.py takes):
+
+    ml = MathLib(module)
+    fn = ml("exp", ir.FloatType())        # ir.Function, or None if not provided
+    y = builder.call(fn, [x])
+
+Accuracy: `ULP_BOUNDS[(name, bits)]` is the stated bound on the error, in units in the last
+place of the correctly rounded result (0.5 would be correctly rounded). Each bound is
+measured over the whole float range (tests/test_llvm_mathlib.py sweeps it; the numbers
+behind it are in docs/cpu-backend.md) and holds for subnormal inputs and outputs too.
+Special values follow C/numpy: NaN in -> NaN out, exp(+inf)=inf, exp(-inf)=0, overflow to
+inf, underflow through subnormals to 0, log(0)=-inf, log(<0)=nan, tanh(+-inf)=+-1,
+signed zeros kept where C keeps them.
+
+Algorithms: exp/expm1 reduce x = n*ln2 + r (|r| <= ln2/2, Cody-Waite with fma) and scale
+by 2^n in two steps so subnormal results are rounded once; log/log1p use the fdlibm
+formula log(1+f) = f - (f^2/2 - s*(f^2/2 + R(s^2))), s = f/(2+f), with the series
+coefficients of 2*atanh; tanh = e/(e+2) with e = expm1(2|x|); sigmoid = {1 or e}/(1+e)
+with e = exp(-|x|); erf = x*P(x^2) below 0.875 and 1 - exp(-x^2)*Q(1/(1+x)) above, with P
+and Q fitted (near-minimax, Lawson's algorithm against mpmath; fit in
+benchmarks/llvm_micro.py). float32 exp uses the Cephes expf polynomial.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import factorial
+
+from llvmlite import ir
+
+F32, F64 = ir.FloatType(), ir.DoubleType()
+I32, I64 = ir.IntType(32), ir.IntType(64)
+
+# stated bounds, in ulp, checked by tests/test_llvm_mathlib.py (measured numbers: docs/cpu-backend.md)
+ULP_BOUNDS = {
+    ("exp", 32): 1.0, ("expm1", 32): 1.5, ("log", 32): 1.0, ("log1p", 32): 1.0,
+    ("tanh", 32): 2.0, ("sigmoid", 32): 2.5, ("erf", 32): 2.0,
+    ("exp", 64): 1.5, ("expm1", 64): 2.0, ("log", 64): 1.0, ("log1p", 64): 1.0,
+    ("tanh", 64): 3.0, ("sigmoid", 64): 2.5,
+}
+
+
+@dataclass(frozen=True)
+class _Type:
+    """Per-precision constants."""
+
+    ft: ir.Type
+    it: ir.Type
+    bits: int
+    mant: int  # explicit mantissa bits
+    bias: int
+    suffix: str  # LLVM intrinsic suffix and our function name suffix
+    exp_hi: float  # above: exp overflows (inputs are clamped here, then overflow naturally)
+    exp_lo: float  # below: exp underflows to 0
+    expm1_lo: float  # below: expm1 rounds to -1
+    tanh_one: float  # above: tanh rounds to 1
+    ln2_hi: float
+    ln2_lo: float
+
+
+T32 = _Type(F32, I32, 32, 23, 127, "f32", 89.0, -104.0, -18.0, 9.1,
+            0.693359375, -2.12194440e-4)
+T64 = _Type(F64, I64, 64, 52, 1023, "f64", 710.0, -746.0, -38.0, 19.1,
+            6.93147180369123816490e-01, 1.90821492927058770002e-10)
+_TYPES = {32: T32, 64: T64}
+
+LOG2E = 1.4426950408889634
+# exp(r) = 1 + r + r^2 * P(r): Cephes expf (float32), Taylor 1/k! to k=13 (float64)
+_EXP_P = {32: [1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2,
+               1.6666665459e-1, 5.0000001201e-1],
+          64: [1 / factorial(k) for k in range(13, 1, -1)]}
+# expm1(r) = r + r^2 * Q(r), Taylor 1/k!
+_EXPM1_Q = {32: [1 / factorial(k) for k in range(9, 1, -1)],
+            64: [1 / factorial(k) for k in range(14, 1, -1)]}
+# log: R(z) = z*(2/3 + z*(2/5 + ...)), z = s^2 <= 0.0295
+_LOG_R = {32: [2 / (2 * k + 1) for k in range(4, 0, -1)],
+          64: [2 / (2 * k + 1) for k in range(10, 0, -1)]}
+# erf, float32: erf(a) = a * (1 + P(a^2)) on [0, 0.875], rel. error of the fit 8.5e-9
+_ERF_P = [-0.0006203537341207266, 0.005032240878790617, -0.026791509240865707,
+          0.11282456666231155, -0.3761255145072937, 1.1283791065216064 - 1.0]  # erf(a) = a + a*P
+# erfc(a) = exp(-a^2) * Q(1/(1+a)) on [0.875, 4], rel. error of the fit 6.6e-10
+_ERFC_Q = [0.9589720964431763, -3.2897448539733887, 4.551846981048584, -2.8313651084899902,
+           0.2987280488014221, 0.18159693479537964, 0.5749548673629761, 0.563541829586029,
+           1.6534773749299347e-05]
+_ERF_ONE = 3.95
+# tanh, float32: tanh(a) = a + a^3 * P(a^2) on [0, 0.55], abs. error of the fit of P 1.3e-8
+_TANH_P = [-0.006621656008064747, 0.021316342055797577, -0.0539107546210289, 0.13333122432231903,
+           -0.3333333134651184]
+_TANH_SMALL = 0.55  # above: erf rounds to 1 in float32
+
+
+class _Emitter:
+    """IR-builder helpers over one float type (scalar; the vectoriser widens the loop)."""
+
+    def __init__(self, lib: "MathLib", b: ir.IRBuilder, t: _Type):
+        self.lib, self.b, self.t = lib, b, t
+
+    def c(self, v: float) -> ir.Constant:
+        return ir.Constant(self.t.ft, v)
+
+    def ci(self, v: int) -> ir.Constant:
+        return ir.Constant(self.t.it, v)
+
+    def _intr(self, name, n):
+        return self.lib.intrinsic(f"{name}.{self.t.suffix}", self.t.ft, n)
+
+    def fma(self, a, x, y):
+        return self.b.call(self._intr(self.lib.fma_name, 3), [a, x, y])
+
+    def fabs(self, x):
+        return self.b.call(self._intr("llvm.fabs", 1), [x])
+
+    def copysign(self, mag, sign):
+        return self.b.call(self._intr("llvm.copysign", 2), [mag, sign])
+
+    def horner(self, x, coeffs):
+        acc = self.c(coeffs[0])
+        for k in coeffs[1:]:
+            acc = self.fma(acc, x, self.c(k))
+        return acc
+
+    def lt(self, x, y):
+        return self.b.fcmp_ordered("<", x, y)
+
+    def gt(self, x, y):
+        return self.b.fcmp_ordered(">", x, y)
+
+    def isnan(self, x):
+        return self.b.fcmp_unordered("uno", x, x)
+
+    def sel(self, cond, x, y):
+        return self.b.select(cond, x, y)
+
+    def to_bits(self, x):
+        return self.b.bitcast(x, self.t.it)
+
+    def from_bits(self, i):
+        return self.b.bitcast(i, self.t.ft)
+
+    def pow2(self, n):
+        """2**n as a float for an integer n in the normal exponent range."""
+        return self.from_bits(self.b.shl(self.b.add(n, self.ci(self.t.bias)), self.ci(self.t.mant)))
+
+    def scale(self, y, n):
+        """y * 2**n in two exact steps, so only the last multiply rounds (subnormals, overflow)."""
+        n1 = self.b.ashr(n, self.ci(1))
+        return self.b.fmul(self.b.fmul(y, self.pow2(n1)), self.pow2(self.b.sub(n, n1)))
+
+    def reduce_ln2(self, x):
+        """x = n*ln2 + r with n = rint(x/ln2): returns (n as int, r). Needs |x/ln2| < 2**(mant-1)."""
+        shift = self.c(1.5 * 2.0 ** self.t.mant)  # adding it rounds to an integer kept in the low bits
+        k = self.fma(x, self.c(LOG2E), shift)
+        nf = self.b.fsub(k, shift)
+        n = self.b.sub(self.to_bits(k), self.to_bits(shift))
+        r = self.fma(nf, self.c(-self.t.ln2_hi), x)
+        r = self.fma(nf, self.c(-self.t.ln2_lo), r)
+        return n, r
+
+    def clamp(self, x, lo, hi):
+        """Clamp with selects; NaN stays NaN (bit tricks on NaN are harmless, checked at the end)."""
+        x = self.sel(self.gt(x, self.c(hi)), self.c(hi), x)
+        return self.sel(self.lt(x, self.c(lo)), self.c(lo), x)
+
+
+class MathLib:
+    """Defines tracecc's math functions in one module on first use; callable as the lowering hook."""
+
+    NAMES = ("exp", "expm1", "log", "log1p", "tanh", "sigmoid", "erf")
+
+    def __init__(self, module: ir.Module, use_fma: bool | None = None):
+        self.module = module
+        if use_fma is None:
+            from .jit import host_target
+
+            use_fma = host_target().has_fma
+        # without hardware FMA, llvm.fma is a slow libm call; fmuladd then rounds twice
+        self.fma_name = "llvm.fma" if use_fma else "llvm.fmuladd"
+        self._defined: dict[tuple[str, int], ir.Function] = {}
+
+    def __call__(self, name: str, ty: ir.Type) -> ir.Function | None:
+        bits = 32 if ty == F32 else 64 if ty == F64 else None
+        if bits is None or name not in self.NAMES or (name == "erf" and bits == 64):
+            return None
+        return self.get(name, bits)
+
+    def get(self, name: str, bits: int) -> ir.Function:
+        key = (name, bits)
+        fn = self._defined.get(key)
+        if fn is None:
+            t = _TYPES[bits]
+            fn = ir.Function(self.module, ir.FunctionType(t.ft, [t.ft]), f"tracecc.{name}.{t.suffix}")
+            fn.linkage = "internal"
+            fn.attributes.add("alwaysinline")
+            fn.attributes.add("nounwind")
+            self._defined[key] = fn  # before the body: bodies call each other
+            b = ir.IRBuilder(fn.append_basic_block("entry"))
+            b.ret(getattr(self, "_" + name)(_Emitter(self, b, t), fn.args[0]))
+        return fn
+
+    def intrinsic(self, full_name: str, ty: ir.Type, nargs: int) -> ir.Function:
+        fn = self.module.globals.get(full_name)
+        if fn is None:
+            fn = ir.Function(self.module, ir.FunctionType(ty, [ty] * nargs), full_name)
+        return fn
+
+    def _call(self, e: _Emitter, name: str, x):
+        return e.b.call(self.get(name, e.t.bits), [x])
+
+    # ------------------------------------------------------------ functions
+    def _exp(self, e: _Emitter, x):
+        t = e.t
+        xc = e.clamp(x, t.exp_lo, t.exp_hi)
+        n, r = e.reduce_ln2(xc)
+        p = e.horner(r, _EXP_P[t.bits])
+        y = e.b.fadd(e.c(1.0), e.fma(p, e.b.fmul(r, r), r))
+        y = e.scale(y, n)
+        return e.sel(e.isnan(x), x, y)
+
+    def _expm1(self, e: _Emitter, x):
+        t = e.t
+        xc = e.clamp(x, t.expm1_lo, t.exp_hi)
+        n, r = e.reduce_ln2(xc)
+        p = e.fma(e.b.fmul(r, r), e.horner(r, _EXPM1_Q[t.bits]), r)  # expm1(r)
+        # expm1(x) = 2^n * p + (2^n - 1), one rounding (fma) in each regime:
+        #   n <= mant+1: 2^n - 1 is exact;  n <= bias-1: = 2^n * (p - 2^-n) + 2^n, where
+        #   p - 2^-n loses nothing that matters;  above: 2^n * (1 + p), scaled in two steps.
+        mid = e.b.icmp_signed(">", n, e.ci(t.mant + 1))
+        big = e.b.icmp_signed(">", n, e.ci(t.bias - 1))
+        s = e.pow2(e.sel(big, e.ci(0), n))
+        cap = e.ci(2 * t.mant + 2)
+        tiny = e.pow2(e.b.sub(e.ci(0), e.sel(e.b.icmp_signed(">", n, cap), cap, n)))
+        q = e.sel(mid, e.b.fsub(p, tiny), p)
+        y = e.fma(s, q, e.sel(mid, s, e.b.fsub(s, e.c(1.0))))
+        y = e.sel(big, e.scale(e.b.fadd(e.c(1.0), p), n), y)
+        y = e.sel(e.b.fcmp_ordered("==", x, e.c(0.0)), x, y)  # keep -0
+        return e.sel(e.isnan(x), x, y)
+
+    def _log_core(self, e: _Emitter, u, corr):
+        """log(u) + corr for finite u > 0 (subnormals included); corr is a tiny correction."""
+        t = e.t
+        tiny = e.lt(u, e.c(2.0 ** (1 - t.bias)))
+        extra = t.mant + 2
+        us = e.sel(tiny, e.b.fmul(u, e.c(2.0 ** extra)), u)
+        ebias = e.sel(tiny, e.ci(-extra), e.ci(0))
+        # subtract the bits of ~sqrt(1/2) so the mantissa lands in [sqrt(1/2), sqrt(2))
+        off = 0x3F3504F3 if t.bits == 32 else 0x3FE6A09E667F3BCD
+        ix = e.b.sub(e.to_bits(us), e.ci(off))
+        k = e.b.add(e.b.ashr(ix, e.ci(t.mant)), ebias)
+        m = e.from_bits(e.b.add(e.b.and_(ix, e.ci((1 << t.mant) - 1)), e.ci(off)))
+        f = e.b.fsub(m, e.c(1.0))
+        dk = e.b.sitofp(k, t.ft)
+        hfsq = e.b.fmul(e.c(0.5), e.b.fmul(f, f))
+        s = e.b.fdiv(f, e.b.fadd(e.c(2.0), f))
+        z = e.b.fmul(s, s)
+        r = e.b.fmul(z, e.horner(z, _LOG_R[t.bits]))
+        lo = e.fma(dk, e.c(t.ln2_lo), corr)
+        inner = e.b.fsub(hfsq, e.fma(s, e.b.fadd(hfsq, r), lo))
+        return e.fma(dk, e.c(t.ln2_hi), e.b.fsub(f, inner))
+
+    def _log_specials(self, e: _Emitter, arg, y, zero_at):
+        """NaN -> NaN, arg < zero_at -> NaN, arg == zero_at -> -inf, +inf -> +inf."""
+        inf = e.c(float("inf"))
+        y = e.sel(e.b.fcmp_ordered("==", arg, e.c(zero_at)), e.c(float("-inf")), y)
+        y = e.sel(e.b.fcmp_ordered("==", arg, inf), inf, y)
+        y = e.sel(e.lt(arg, e.c(zero_at)), e.c(float("nan")), y)
+        return e.sel(e.isnan(arg), arg, y)
+
+    def _log(self, e: _Emitter, x):
+        return self._log_specials(e, x, self._log_core(e, x, e.c(0.0)), 0.0)
+
+    def _log1p(self, e: _Emitter, x):
+        t = e.t
+        u = e.b.fadd(e.c(1.0), x)
+        # (x - (u - 1)) is what rounding 1 + x lost; log(1+x) = log(u) + lost/u
+        lost = e.b.fsub(x, e.b.fsub(u, e.c(1.0)))
+        big = e.gt(x, e.c(2.0 ** (t.mant + 1)))
+        corr = e.sel(big, e.c(0.0), e.b.fdiv(lost, u))
+        uu = e.sel(e.gt(u, e.c(0.0)), u, e.c(1.0))  # keep the core's bit tricks on valid input
+        y = self._log_core(e, uu, corr)
+        y = e.sel(e.b.fcmp_ordered("==", x, e.c(0.0)), x, y)  # keep -0
+        return self._log_specials(e, x, y, -1.0)
+
+    def _tanh(self, e: _Emitter, x):
+        a = e.fabs(x)
+        em = self._call(e, "expm1", e.b.fadd(a, a))
+        y = e.b.fdiv(em, e.b.fadd(em, e.c(2.0)))
+        if e.t.bits == 32:  # near 0 the quotient's roundings cost ~2 ulp; the polynomial ~0.6
+            a2 = e.b.fmul(a, a)
+            small = e.fma(e.b.fmul(a, a2), e.horner(a2, _TANH_P), a)
+            y = e.sel(e.lt(a, e.c(_TANH_SMALL)), small, y)
+        y = e.sel(e.gt(a, e.c(e.t.tanh_one)), e.c(1.0), y)
+        y = e.copysign(y, x)
+        return e.sel(e.isnan(x), x, y)
+
+    def _sigmoid(self, e: _Emitter, x):
+        ex = self._call(e, "exp", e.b.fneg(e.fabs(x)))
+        num = e.sel(e.b.fcmp_ordered(">=", x, e.c(0.0)), e.c(1.0), ex)
+        y = e.b.fdiv(num, e.b.fadd(e.c(1.0), ex))
+        return e.sel(e.isnan(x), x, y)
+
+    def _erf(self, e: _Emitter, x):
+        a = e.fabs(x)
+        a2 = e.b.fmul(a, a)
+        small = e.fma(a, e.horner(a2, _ERF_P), a)
+        ac = e.sel(e.gt(a, e.c(_ERF_ONE)), e.c(_ERF_ONE), a)
+        q = e.horner(e.b.fdiv(e.c(1.0), e.b.fadd(e.c(1.0), ac)), _ERFC_Q)
+        ex = self._call(e, "exp", e.b.fneg(e.b.fmul(ac, ac)))
+        large = e.b.fsub(e.c(1.0), e.b.fmul(ex, q))
+        y = e.sel(e.lt(a, e.c(0.875)), small, large)
+        y = e.sel(e.gt(a, e.c(_ERF_ONE)), e.c(1.0), y)
+        y = e.copysign(y, x)
+        return e.sel(e.isnan(x), x, y)
+
+
+def emit_unary_kernel(module: ir.Module, name: str, fn: ir.Function) -> ir.Function:
+    """`void name(T* x, T* y, i64 n)`: y[i] = fn(x[i]). Used by tests and benchmarks."""
+    ty = fn.function_type.return_type
+    p = ty.as_pointer()
+    k = ir.Function(module, ir.FunctionType(ir.VoidType(), [p, p, I64]), name)
+    x, y, n = k.args
+    x.add_attribute("noalias")
+    y.add_attribute("noalias")
+    entry = k.append_basic_block("entry")
+    loop = k.append_basic_block("loop")
+    done = k.append_basic_block("done")
+    b = ir.IRBuilder(entry)
+    b.cbranch(b.icmp_signed(">", n, I64(0)), loop, done)
+    b.position_at_end(loop)
+    i = b.phi(I64, "i")
+    i.add_incoming(I64(0), entry)
+    b.store(b.call(fn, [b.load(b.gep(x, [i], inbounds=True))]), b.gep(y, [i], inbounds=True))
+    i2 = b.add(i, I64(1))
+    i.add_incoming(i2, loop)
+    b.cbranch(b.icmp_signed("<", i2, n), loop, done)
+    b.position_at_end(done)
+    b.ret_void()
+    return k
+
+

@@ -1,0 +1,143 @@
+"""On-disk compile cache: hit, miss on any key change, corrupt or truncated entries rebuilt
+(never loaded), concurrent writers, info/clear, and a broken cache never breaking compiles."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from tracecc.codegen import cache
+from tracecc.codegen.llvm import jit
+from test_llvm_jit import SIG, X, call, relu_module
+
+
+@pytest.fixture(autouse=True)
+def cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRACECC_CACHE_DIR", str(tmp_path / "cc"))
+    monkeypatch.delenv("TRACECC_CACHE", raising=False)
+    return tmp_path / "cc"
+
+
+def entry_files(d):
+    return sorted((d / "llvm").glob("*.o"))
+
+
+def compile_relu(name="relu"):
+    cm = jit.compile_module(relu_module(name), cache=True)
+    assert np.array_equal(call(cm.cfunc(name, *SIG), X), np.maximum(X, 0))
+    return cm
+
+
+def test_miss_then_hit(cache_dir):
+    first = compile_relu()
+    assert not first.from_cache and len(entry_files(cache_dir)) == 1
+    second = compile_relu()
+    assert second.from_cache and "optimize" not in second.timings
+    assert second.object_bytes == first.object_bytes
+
+
+def test_miss_when_ir_target_or_version_changes(cache_dir, monkeypatch):
+    compile_relu("a")
+    assert not compile_relu("b").from_cache  # different IR text
+    assert len(entry_files(cache_dir)) == 2
+    text = str(relu_module("a"))
+    k = cache.make_key(text, "cpu-x")
+    assert k != cache.make_key(text, "cpu-y")
+    monkeypatch.setattr(cache, "tracecc_version", lambda: "9.9.9")
+    assert cache.make_key(text, "cpu-x") != k
+    assert not compile_relu("a").from_cache  # same IR, other tracecc version
+
+
+@pytest.mark.parametrize("damage", ["flip_byte", "truncate", "empty", "garbage", "other_key"])
+def test_bad_entry_is_detected_deleted_and_rebuilt(cache_dir, damage):
+    compile_relu("a")
+    (path,) = entry_files(cache_dir)
+    data = path.read_bytes()
+    if damage == "flip_byte":
+        b = bytearray(data)
+        b[len(b) // 2] ^= 0x40
+        path.write_bytes(bytes(b))
+    elif damage == "truncate":
+        path.write_bytes(data[: len(data) - 100])
+    elif damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "garbage":
+        path.write_bytes(os.urandom(len(data)))
+    else:  # a valid entry written for another key, renamed onto this one
+        compile_relu("b")
+        other = [p for p in entry_files(cache_dir) if p != path][0]
+        os.replace(other, path)
+    before = cache.stats["corrupt"]
+    cm = compile_relu("a")  # asserts the result is right
+    assert not cm.from_cache
+    assert cache.stats["corrupt"] == before + 1
+    assert compile_relu("a").from_cache  # rebuilt entry is good
+
+
+def test_decode_rejects_every_truncation():
+    blob = cache.encode("ab" * 32, b"\x7fELF" + bytes(range(200)))
+    assert cache.decode("ab" * 32, blob) is not None
+    assert all(cache.decode("ab" * 32, blob[:n]) is None for n in range(len(blob)))
+
+
+WRITER = textwrap.dedent("""
+    import sys
+    from tracecc.codegen import cache
+    key, payload = sys.argv[1], bytes(range(256)) * 4000   # ~1 MB: writes are not instant
+    for i in range(60):
+        assert cache.store(key, payload)
+        got = cache.load(key)
+        assert got is None or got == payload, "read a wrong or partial entry"
+    print("ok")
+""")
+
+
+def test_two_processes_writing_the_same_key(cache_dir):
+    key = "cd" * 32
+    env = {**os.environ, "TRACECC_CACHE_DIR": str(cache_dir)}
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, key], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0 and out.strip() == "ok", err
+    assert cache.load(key) == bytes(range(256)) * 4000
+    assert not list((cache_dir / "llvm").glob("*.tmp"))  # no temporary files left behind
+
+
+def test_info_and_clear_touch_only_cache_entries(cache_dir):
+    compile_relu("a")
+    compile_relu("b")
+    info = cache.info()
+    assert info["entries"] == 2 and info["bytes"] > 0 and info["dir"] == str(cache_dir / "llvm")
+    keep = cache_dir / "llvm" / "notes.txt"
+    keep.write_text("not ours")
+    assert cache.clear() == 2
+    assert cache.info()["entries"] == 0 and keep.exists()
+
+
+def test_unusable_cache_dir_warns_and_still_compiles(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("TRACECC_CACHE_DIR", str(blocker))
+    monkeypatch.setattr(cache, "_warned", False)
+    with pytest.warns(RuntimeWarning, match="compile cache"):
+        cm = compile_relu()
+    assert not cm.from_cache
+
+
+def test_disabled_by_env(cache_dir, monkeypatch):
+    monkeypatch.setenv("TRACECC_CACHE", "0")
+    compile_relu()
+    assert not compile_relu().from_cache and not entry_files(cache_dir)
+
+
+def test_default_location(monkeypatch, tmp_path):
+    monkeypatch.delenv("TRACECC_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache.cache_dir() == tmp_path / "xdg" / "tracecc"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache.cache_dir() == tmp_path / "home" / ".cache" / "tracecc"
