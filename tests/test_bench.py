@@ -200,3 +200,16 @@ def test_torch_implementations_match_the_reference(case_id):
     cr = run_case(case, [NumpyEnv(), TorchEnv()], repeat=1, warmup=0)
     r = _by_variant(cr)["torch eager"]
     assert r.status == "ok", r.reason
+
+
+def test_threads_can_be_limited_and_are_reported():
+    from tracecc.bench.frameworks import set_threads, threads_in_use
+
+    before = threads_in_use(peers=False)
+    if "numpy (OpenBLAS)" not in before:
+        pytest.skip("numpy is not linked to OpenBLAS here")
+    try:
+        assert set_threads(1, peers=False)["numpy (OpenBLAS)"] == 1
+    finally:
+        set_threads(before["numpy (OpenBLAS)"], peers=False)
+    assert threads_in_use(peers=False) == before

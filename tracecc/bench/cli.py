@@ -25,6 +25,8 @@ def configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--backend", action="append", dest="backends", metavar="NAME",
                    help="tracecc.compile backend to run (repeatable; default: every one it lists)")
     p.add_argument("--no-peers", action="store_true", help="skip torch and jax")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="limit numpy's BLAS and torch to N threads (default: as they start; jax unchanged)")
     p.add_argument("--no-memory", action="store_true", help="skip the tracemalloc pass")
     p.add_argument("--json", metavar="PATH", help="write every number, samples included, as JSON")
     p.add_argument("--plot", metavar="PATH", help="write a PNG bar chart of speedups (needs matplotlib)")
@@ -55,6 +57,7 @@ def _notes() -> list[str]:
 
 def run(args) -> int:
     from . import report
+    from .frameworks import threads_in_use
     from .harness import Progress, run_suite
 
     if args.repeat < 1 or args.warmup < 0:
@@ -64,7 +67,8 @@ def run(args) -> int:
     try:
         results = run_suite(args.workloads, device=args.device, size=args.size, repeat=args.repeat,
                             warmup=args.warmup, seed=args.seed, backends=args.backends,
-                            peers=not args.no_peers, progress=progress, measure_memory=not args.no_memory)
+                            peers=not args.no_peers, progress=progress, measure_memory=not args.no_memory,
+                            threads=args.threads)
     except ValueError as e:
         progress.done()
         print(f"tracecc bench: {e}", file=sys.stderr)
@@ -72,6 +76,7 @@ def run(args) -> int:
     progress.done()
     meta = {"machine": report.machine_info(args.device), "size": args.size, "repeat": args.repeat,
             "warmup": args.warmup, "seed": args.seed, "memory_method": report.MEMORY_METHOD,
+            "threads": threads_in_use(not args.no_peers),
             "command": "tracecc bench " + shlex.join(getattr(args, "argv", []) or []), "notes": _notes()}
     text = report.markdown(results, meta)
     sys.stdout.write(text)

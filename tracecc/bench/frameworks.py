@@ -116,20 +116,28 @@ class TraceccEnv(Env):
 
 
 def tracecc_backends() -> list[str | None]:
-    """The backends tracecc.compile offers: tracecc.list_backends() or compile.backends when
-    one of them exists, else [None] (compile's default); [] when compile is not built."""
+    """The backends tracecc.compile offers, from tracecc.list_backends() or compile.backends
+    when one exists, else from the codegen registry (those available, by priority); [None]
+    (compile's default) when none of these answers; [] when compile is not built."""
     import tracecc
 
     compile_fn = getattr(tracecc, "compile", None)
     if compile_fn is None:
         return []
     for source in (getattr(tracecc, "list_backends", None), getattr(compile_fn, "backends", None)):
-        if source is None:
-            continue
-        names = source() if callable(source) else source
-        names = list(names)
-        if names:
-            return names
+        if source is not None:
+            names = list(source() if callable(source) else source)
+            if names:
+                return names
+    try:
+        from tracecc.codegen import backends as registry
+
+        registry.get_backend("auto")  # imports every backend module that can load
+        ready = sorted((b for b in registry.BACKENDS.values() if b.available()), key=lambda b: b.priority)
+        if ready:
+            return [b.name for b in ready]
+    except Exception:  # noqa: BLE001  (no registry, or a broken one: use compile's default)
+        pass
     return [None]
 
 
@@ -230,3 +238,58 @@ def make_envs(device: str, backends=None, peers: bool = True) -> list[Env]:
     if peers:
         envs += [TorchEnv(device), TorchEnv(device, compiled=True), JaxEnv(device)]
     return envs
+
+
+# ------------------------------------------------------------------ threads
+_OPENBLAS_PREFIXES = ("scipy_openblas_", "openblas_")
+_OPENBLAS_SUFFIXES = ("64_", "")
+
+
+def _openblas_function(verb: str):
+    """numpy's OpenBLAS `<verb>_num_threads` through ctypes (as threadpoolctl finds it), or None."""
+    import ctypes
+
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if "openblas" in line.lower() and ".so" in line}
+    except OSError:
+        return None
+    for path in sorted(paths):
+        lib = ctypes.CDLL(path)
+        for prefix in _OPENBLAS_PREFIXES:
+            for suffix in _OPENBLAS_SUFFIXES:
+                fn = getattr(lib, f"{prefix}{verb}_num_threads{suffix}", None)
+                if fn is not None:
+                    return fn
+    return None
+
+
+def threads_in_use(peers: bool) -> dict:
+    out = {}
+    get = _openblas_function("get")
+    if get is not None:
+        out["numpy (OpenBLAS)"] = int(get())
+    if peers:
+        try:
+            import torch
+
+            out["torch"] = torch.get_num_threads()
+        except ImportError:
+            pass
+    return out
+
+
+def set_threads(n: int, peers: bool) -> dict:
+    """Limit numpy's BLAS (so tracecc eager too) and torch to n threads; what was set.
+    JAX's XLA pool is fixed when jax starts and is not limited."""
+    set_blas = _openblas_function("set")
+    if set_blas is not None:
+        set_blas(n)
+    if peers:
+        try:
+            import torch
+
+            torch.set_num_threads(n)
+        except ImportError:
+            pass
+    return threads_in_use(peers)

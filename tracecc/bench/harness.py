@@ -356,12 +356,14 @@ def summarize(cr: CaseResult) -> None:
 
 def run_suite(names=(), *, device: str = "cpu", size: str = "default", repeat: int = 20, warmup: int = 3,
               seed: int = 0, backends=None, peers: bool = True, extra_envs=(), progress=None,
-              measure_memory: bool = True) -> list[CaseResult]:
+              measure_memory: bool = True, threads: int | None = None) -> list[CaseResult]:
     """Every selected case with every variant (plus extra_envs, e.g. from tests)."""
-    from .frameworks import make_envs
+    from .frameworks import make_envs, set_threads
     from .workloads import SIZES, make_cases, select
 
     cases = select(make_cases(device, size), names)
+    if threads is not None:
+        set_threads(threads, peers)
     envs = make_envs(device, backends, peers) + list(extra_envs)
     copy_bytes = SIZES["tiny" if size == "tiny" else device]["copy_bytes"]
     return [run_case(c, envs, device=device, repeat=repeat, warmup=warmup, seed=seed,

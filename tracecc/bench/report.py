@@ -44,6 +44,8 @@ def machine_info(device: str) -> dict:
         "device": device,
         "versions": {d: _version(d) for d in ("tracecc", "numpy", "llvmlite", "torch", "jax", "jaxlib")},
     }
+    if hasattr(os, "getloadavg"):
+        info["loadavg"] = [round(x, 2) for x in os.getloadavg()]  # others' work on a shared machine
     if "torch" in sys.modules:
         torch = sys.modules["torch"]
         info["torch_threads"] = torch.get_num_threads()
@@ -173,8 +175,10 @@ def markdown(case_results: list[CaseResult], meta: dict) -> str:
         f"## tracecc bench: {m['device']}, {meta['size']} sizes",
         "",
         f"{m['date']}; {m['cpu']}, {m['cores']} cores" + (f"; GPU {m['gpu']}" if m.get("gpu") else "")
-        + f"; Python {m['python']}; {versions}.",
-        f"{meta['repeat']} timed rounds after {meta['warmup']} warm-up rounds, variants interleaved "
+        + f"; Python {m['python']}; {versions}"
+        + (f"; load average {m['loadavg'][0]:.2f} at the end" if m.get("loadavg") else "") + ".",
+        "Threads: " + (", ".join(f"{k} {v}" for k, v in meta["threads"].items()) or "as started")
+        + ". " + f"{meta['repeat']} timed rounds after {meta['warmup']} warm-up rounds, variants interleaved "
         f"round-robin in one process; median and interquartile range (IQR, % of median) of one step. "
         f"'vs tracecc eager' > 1 is faster. Every result is checked against a float64 numpy "
         f"reference in the same run (check: max error / max |reference|).",
