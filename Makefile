@@ -23,7 +23,7 @@ demo: $(STAMP)
 	$(PY) examples/mnist_mlp.py
 
 bench: $(STAMP)
-	$(VENV)/bin/tracecc bench
+	$(PY) -m tracecc.bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
