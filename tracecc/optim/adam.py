@@ -55,8 +55,10 @@ class Adam(Optimizer):
                         grad = T.add(grad, p, alpha=wd)
                 exp_avg.lerp_(grad, 1 - beta1)
                 exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-                bias_correction1 = T.sub(1, T.pow(beta1, step))
-                bias_correction2_sqrt = T.sqrt(T.sub(1, T.pow(beta2, step)))
+                # 1 - beta**step cancels badly in float32 (1 - 0.999 loses 4 digits): in float64
+                step64 = T.cast(step, dtypes.float64)
+                bias_correction1 = T.sub(1, T.pow(beta1, step64))
+                bias_correction2_sqrt = T.sqrt(T.sub(1, T.pow(beta2, step64)))
                 second = exp_avg_sq
                 if group["amsgrad"]:
                     second = state["max_exp_avg_sq"].maximum_(exp_avg_sq)
