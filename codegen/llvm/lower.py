@@ -58,18 +58,24 @@ class KernelLowering:
         self.fn = ir.Function(ctx.module, fnty, kernel.name)
         self.fn.linkage = "internal"
         self.fn.attributes.add("nounwind")
-        self.b = ir.IRBuilder(self.fn.append_basic_block("entry"))
+        # allocas and buffer base pointers go in "entry", which branches to "body" at the end
+        self.entry_bb = self.fn.append_basic_block("entry")
+        self.b = ir.IRBuilder(self.fn.append_basic_block("body"))
         self.vars: dict[str, ir.Value] = {}
         self.rows: dict[str, ir.Value] = {}
         self.acc = None
         self.cache: dict[int, ir.Value] = {}
         self.bases: dict[str, ir.Value] = {}
 
+    def entry_builder(self) -> ir.IRBuilder:
+        b = ir.IRBuilder(self.entry_bb)
+        b.position_at_end(self.entry_bb)
+        return b
+
     # ------------------------------------------------------------ memory
     def base(self, name: str):
         if name not in self.bases:
-            entry_b = ir.IRBuilder(self.fn.entry_basic_block)
-            entry_b.position_at_start(self.fn.entry_basic_block)
+            entry_b = self.entry_builder()
             slot = entry_b.gep(self.fn.args[0], [ir.Constant(I64, self.slots[name])])
             raw = entry_b.load(slot)
             self.bases[name] = entry_b.bitcast(raw, ir.PointerType(memory_type(self.dtypes[name])))
@@ -170,8 +176,6 @@ class KernelLowering:
             lo, hi = (start, end) if depth == 0 else (ir.Constant(I64, 0), ir.Constant(I64, v.size))
             self.vars[v.name], close = _for(b, lo, hi, v.name)
             closers.append(close)
-        if not self.k.outer:  # a 0-d kernel runs its body once, by the first thread
-            pass
         for phase in self.k.phases:
             self.lower_phase(phase)
         if self.k.matmul is not None:
@@ -180,12 +184,12 @@ class KernelLowering:
             self.cache.clear()
             close()
         b.ret_void()
+        self.entry_builder().branch(self.fn.blocks[1])
         return self.fn
 
     def lower_phase(self, phase):
         b = self.b
-        entry = ir.IRBuilder(self.fn.entry_basic_block)
-        entry.position_at_start(self.fn.entry_basic_block)
+        entry = self.entry_builder()
         accs = []
         for r in phase.reductions:
             ty = register_type(r.dtype)
@@ -259,8 +263,7 @@ class KernelLowering:
 
     def lower_matmul(self, mm):
         b = self.b
-        entry = ir.IRBuilder(self.fn.entry_basic_block)
-        entry.position_at_start(self.fn.entry_basic_block)
+        entry = self.entry_builder()
         ty = register_type(mm.a.dtype)
         slot = entry.alloca(ty, name="acc")
         b.store(ir.Constant(ty, 0.0), slot)

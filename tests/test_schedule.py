@@ -1,0 +1,132 @@
+"""Fusion and scheduling: graphs traced from real tracecc code become fused kernels whose
+results match the graph interpreter (eager kernels), through the kernel evaluator and LLVM."""
+
+import numpy as np
+import pytest
+
+import tracecc as tc
+from tracecc.codegen.llvm.runner import CompiledProgram
+from tracecc.passes.kernel_eval import run_program
+from tracecc.passes.kernel_ir import format_program
+from tracecc.passes.schedule import schedule
+from tracecc.runtime import eager
+from tracecc.runtime.registry import PRIMITIVES
+
+from graph_builder import trace
+
+f32, i64 = tc.float32, tc.int64
+rng = np.random.default_rng(0)
+
+
+def interpret(graph, arrays):
+    env = dict(zip(graph.inputs, arrays))
+    for n in graph.nodes:
+        env[n.output] = eager.run(PRIMITIVES[n.op], [env[v] for v in n.inputs], n.params)
+    return [env[v] for v in graph.outputs]
+
+
+def random_input(shape, dtype, high=None):
+    if dtype is i64:
+        return rng.integers(0, high or 5, shape)
+    return rng.standard_normal(shape).astype(dtype.np)
+
+
+def check(fn, *specs, kernels=None, fuse=True, rtol=1e-5, atol=1e-6):
+    graph = trace(fn, *[(s, d) for s, d, *_ in specs])
+    arrays = [random_input(s, d, *rest) for s, d, *rest in specs]
+    expected = interpret(graph, arrays)
+    prog, log = schedule(graph, fuse=fuse)
+    inputs = {name: a for name, a in zip(prog.inputs, arrays)}
+    for runner in (lambda: run_program(prog, inputs), lambda: CompiledProgram(prog)(inputs)):
+        got = runner()
+        for name, e in zip(prog.outputs, expected):
+            np.testing.assert_allclose(got[name].reshape(e.shape), e, rtol=rtol, atol=atol,
+                                       err_msg=format_program(prog))
+    if kernels is not None:
+        assert len(prog.kernels) == kernels, format_program(prog) + "\n" + "\n".join(log)
+    return prog, log
+
+
+def test_pointwise_chain_is_one_kernel():
+    prog, _ = check(lambda x, w, b: tc.tanh(x * w + b) * tc.sigmoid(x),
+                    ((64,), f32), ((), f32), ((), f32), kernels=1)
+    assert prog.kernels[0].name.startswith("poi_fused_mul_add_tanh")
+
+
+def test_views_fold_into_indices():
+    check(lambda x: (x.T + 1).reshape(6, 4)[1:5:2] * 2, ((4, 6), f32), kernels=1)
+    check(lambda x: x.permute(2, 0, 1).reshape(-1, 3).sum(1), ((3, 4, 2), f32))
+
+
+def test_softmax_is_one_kernel():
+    prog, log = check(lambda x: tc.softmax(x, 1), ((8, 33), f32), kernels=1)
+    assert any("same rows" in line for line in log)
+
+
+def test_log_softmax_and_layernorm_rows():
+    check(lambda x: tc.log_softmax(x, -1), ((5, 17), f32), kernels=1)
+
+    def layer_norm(x, w, b):
+        mu = x.mean(-1, keepdim=True)
+        var = ((x - mu) * (x - mu)).mean(-1, keepdim=True)
+        return (x - mu) * tc.rsqrt(var + 1e-5) * w + b
+
+    check(layer_norm, ((6, 32), f32), ((32,), f32), ((32,), f32), kernels=1, rtol=1e-4, atol=1e-5)
+
+
+def test_cross_entropy_forward():
+    def ce(logits, y):
+        logp = tc.log_softmax(logits, 1)
+        return -logp.gather(1, y.unsqueeze(1)).mean()
+
+    check(ce, ((16, 10), f32), ((16,), i64, 10), rtol=1e-5)
+
+
+def test_matmul_with_bias_relu_epilogue():
+    prog, _ = check(lambda x, w, b: tc.relu(x @ w.T + b), ((8, 12), f32), ((5, 12), f32), ((5,), f32),
+                    kernels=1, rtol=1e-4, atol=1e-5)
+    assert prog.kernels[0].kind == "matmul"
+
+
+def test_batched_matmul_broadcast():
+    check(lambda a, b: a @ b, ((2, 3, 4, 5), f32), ((3, 5, 2), f32), rtol=1e-4, atol=1e-5)
+
+
+def test_column_reduction_and_argmax():
+    check(lambda x: (x.sum(0), x.argmax(1), x.amax(0, keepdim=True)), ((7, 9), f32))
+
+
+def test_cat_slice_scatter_scatter_index_select():
+    check(lambda a, b: tc.cat([a, b * 2], 1), ((3, 2), f32), ((3, 4), f32))
+    check(lambda x, i: x.index_select(0, i) + 1, ((6, 3), f32), ((4,), i64, 6))
+    check(lambda x, i, s: x.index_add(0, i, s), ((6, 3), f32), ((4,), i64, 6), ((4, 3), f32))
+
+    def setitem(x, v):
+        y = x * 1
+        return tc.ops_slice_scatter(y, v) if False else _slice_scatter(y, v)
+
+    check(setitem, ((4, 5), f32), ((2, 5), f32))
+
+
+def _slice_scatter(y, v):
+    from tracecc._tensor import apply
+    return apply(PRIMITIVES["slice_scatter"], (y, v), {"starts": (1, 0), "stops": (3, 5), "steps": (1, 1)})
+
+
+def test_output_that_is_an_input_and_unfused_mode():
+    check(lambda x, y: (x, x + y), ((3,), f32), ((3,), f32))
+    prog, _ = check(lambda x: tc.softmax(x, 1), ((4, 6), f32), fuse=False)
+    assert len(prog.kernels) > 1
+
+
+def test_mlp_forward_and_backward_kernel_count():
+    def step(x, y, w1, b1, w2, b2):
+        h = tc.relu(x @ w1.T + b1)
+        logits = h @ w2.T + b2
+        logp = tc.log_softmax(logits, 1)
+        loss = -logp.gather(1, y.unsqueeze(1)).mean()
+        return loss, h
+
+    prog, log = check(step, ((16, 20), f32), ((16,), i64, 4), ((8, 20), f32), ((8,), f32),
+                      ((4, 8), f32), ((4,), f32), rtol=1e-4, atol=1e-5)
+    assert len(prog.kernels) <= 5, format_program(prog)
