@@ -256,8 +256,15 @@ def _extreme(reduce, arg, pairwise):
         if isinstance(dim, Tensor):  # max(a, b) is the pointwise maximum
             return pairwise(input, dim)
         if dim is None:
-            return reduce(input)
-        return values_indices(reduce(input, dim, keepdim), arg(input, dim, keepdim))
+            return reduce(input)  # ties share the gradient evenly, as in PyTorch
+        if input.ndim == 0:
+            return values_indices(clone(input), arg(input, dim, keepdim))
+        # values picked at the indices, so the gradient goes to that one element (PyTorch)
+        indices = arg(input, dim, True)
+        values = gather(input, dim, indices)
+        if not keepdim:
+            values, indices = squeeze(values, dim), squeeze(indices, dim)
+        return values_indices(values, indices)
 
     return fn
 
@@ -285,7 +292,10 @@ def var_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
 
 
 def _stable_max(x, dim):
-    """Row maximum used only to shift exponentials: no gradient, and -inf rows shift by 0."""
+    """Row maximum used only to shift exponentials: no gradient, and -inf rows (and empty
+    ones, which have no maximum) shift by 0."""
+    if 0 in (x.shape[a] for a in normalize_axes("softmax", dim, x.ndim)):
+        return scalar_tensor(0.0, x._dtype)
     m = amax(x.detach(), dim, keepdim=True)
     return where(isinf_neg(m), 0.0, m)
 
@@ -297,6 +307,7 @@ def isinf_neg(x):
 def logsumexp(input, dim, keepdim=False):
     x = _to_float(input)
     m = _stable_max(x, dim)
+    m = where(eq(m, float("inf")), 0.0, m)  # an inf row sums to inf, as in PyTorch  # noqa: F821
     out = add(log(sum(exp(sub(x, m)), dim, keepdim=True)), m)  # noqa: F821
     return out if keepdim else squeeze(out, dim)
 
@@ -350,7 +361,17 @@ def reshape(input, *shape):
     return apply(P["reshape"], (input,), {"shape": shape})
 
 
-view = reshape
+def view(input, *shape):
+    """reshape that must not copy: a view of memory whose strides don't allow the new shape
+    is an error, as in PyTorch (a silent copy would break writes through the view)."""
+    out = reshape(input, *shape)
+    data = input._data
+    if out is not input and isinstance(data, np.ndarray) and data.size and not np.may_share_memory(
+            out._data, data):
+        raise ShapeError(f"view: shape {fmt(out.shape)} is not compatible with the input's shape "
+                         f"{fmt(input.shape)} and strides (it would need a copy)",
+                         hint="use .reshape(...) instead, or .contiguous().view(...)")
+    return out
 
 
 def view_as(input, other):
@@ -475,11 +496,15 @@ def split(tensor, split_size_or_sections, dim=0):
 
 def chunk(input, chunks, dim=0):
     size = input.shape[normalize_axis("chunk", dim, input.ndim)]
-    return split(input, builtins.max(1, -(-size // chunks)), dim)
+    if size == 0:  # PyTorch gives `chunks` empty pieces
+        return (input,) * chunks
+    return split(input, -(-size // chunks), dim)
 
 
 def unbind(input, dim=0):
     dim = normalize_axis("unbind", dim, input.ndim)
+    if input.shape[dim] == 0:
+        return ()
     return tuple(squeeze(p, dim) for p in split(input, 1, dim))
 
 
@@ -540,7 +565,9 @@ def _triangle(x, diagonal, lower):
 
 
 def masked_fill(input, mask, value):
-    return where(mask, value if isinstance(value, _Number) else cast(value, input._dtype), input)
+    """The result keeps input's dtype (the value is cast to it), as in PyTorch."""
+    value = cast(value, input._dtype) if isinstance(value, Tensor) else scalar_tensor(value, input._dtype)
+    return where(mask, value, input)
 
 
 def contiguous(input):

@@ -44,11 +44,19 @@ class _GradMode:
         return wrapper
 
 
-class no_grad(_GradMode):
+class _BareDecorator(_GradMode):
+    """Also decorates without parentheses (`@no_grad`), as in PyTorch."""
+
+    def __new__(cls, fn=None):
+        self = super().__new__(cls)
+        return self(fn) if callable(fn) else self
+
+
+class no_grad(_BareDecorator):
     mode = False
 
 
-class enable_grad(_GradMode):
+class enable_grad(_BareDecorator):
     mode = True
 
 
@@ -62,7 +70,16 @@ class set_grad_enabled(_GradMode):
     def __enter__(self):
         return self
 
+    def __call__(self, fn):
+        _set(self._prev)  # as a decorator it applies only inside fn, as in PyTorch
+        return super().__call__(fn)
+
 
 class inference_mode(_GradMode):
-    def __init__(self, mode: bool = True):
+    def __new__(cls, mode=True):
+        if callable(mode):  # bare @inference_mode
+            return cls(True)(mode)
+        return super().__new__(cls)
+
+    def __init__(self, mode=True):
         self.mode = not mode

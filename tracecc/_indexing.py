@@ -22,27 +22,34 @@ from .runtime.shapes import broadcast_shapes, fmt, normalize_axes
 from ._tensor import Tensor, _make, apply
 
 
+_EMPTY_AXIS = object()  # x[False]: a new dimension of size 0
+
+
+def _is_mask(item) -> bool:
+    return isinstance(item, Tensor) and item.dtype is dtypes.bool_
+
+
 def _normalize_items(x: Tensor, index):
+    """One item per dimension of x (Ellipsis expanded, boolean masks turned into integer
+    index tensors), plus None / _EMPTY_AXIS where a new dimension goes."""
     if not isinstance(index, tuple):
         index = (index,)
     items = []
     for item in index:
         if isinstance(item, (list, np.ndarray)):
             item = Tensor(item)
-        if isinstance(item, Tensor) and item.dtype is dtypes.bool_:
-            mask = item._value("boolean mask indexing")
-            if mask.ndim == 0:
-                items.append(None)  # x[True] adds a dimension, x[False] selects nothing
-                if not mask:
-                    items.append(Tensor(np.zeros(0, np.int64)))
-                continue
-            items.extend(_make(i.astype(np.int64)) for i in np.nonzero(mask))
-            continue
-        if isinstance(item, Tensor) and item.dtype.category != dtypes.INT:
-            raise IndexError_(f"tensors used as indices must be long, int or bool tensors, got "
-                              f"{item.dtype}")
+        if _is_mask(item) and item.ndim == 0:
+            # x[True] adds a dimension, x[False] adds one of size 0
+            item = None if item._value("boolean mask indexing") else _EMPTY_AXIS
+        elif isinstance(item, Tensor) and not _is_mask(item):
+            if item.dtype.category != dtypes.INT:
+                raise IndexError_(f"tensors used as indices must be long, int or bool tensors, "
+                                  f"got {item.dtype}")
+            if item.ndim == 0 and isinstance(item._data, np.ndarray):
+                item = int(item._data)  # a 0-d index tensor selects like an int, as in PyTorch
         items.append(item)
-    consumed = sum(1 for i in items if i is not None and i is not Ellipsis)
+    consumed = sum(i.ndim if _is_mask(i) else 1 for i in items
+                   if i is not None and i is not Ellipsis and i is not _EMPTY_AXIS)
     if consumed > x.ndim:
         raise IndexError_(f"too many indices for tensor of dimension {x.ndim}")
     ellipses = [k for k, i in enumerate(items) if i is Ellipsis]  # identity: == is elementwise
@@ -53,7 +60,25 @@ def _normalize_items(x: Tensor, index):
         items[at:at + 1] = [slice(None)] * (x.ndim - consumed)
     else:
         items += [slice(None)] * (x.ndim - consumed)
-    return items
+    return _masks_to_indices(x, items)
+
+
+def _masks_to_indices(x: Tensor, items) -> list:
+    """A k-d boolean mask covers k dimensions and must match their sizes (as in PyTorch)."""
+    out, dim = [], 0
+    for item in items:
+        if not _is_mask(item):
+            out.append(item)
+            dim += item is not None and item is not _EMPTY_AXIS
+            continue
+        mask = item._value("boolean mask indexing")
+        covered = tuple(x.shape[dim:dim + mask.ndim])
+        if mask.shape != covered:
+            raise IndexError_(f"the shape of the mask {fmt(mask.shape)} at index {dim} does not "
+                              f"match the shape of the indexed tensor {fmt(x.shape)}")
+        out.extend(_make(i.astype(np.int64)) for i in np.nonzero(mask))
+        dim += mask.ndim
+    return out
 
 
 def getitem(x: Tensor, index) -> Tensor:
@@ -62,8 +87,11 @@ def getitem(x: Tensor, index) -> Tensor:
     out_shape = []  # shape after basic indexing
     advanced = []  # (position in out_shape, index tensor)
     dim = 0
+    empty_axes = []  # new dimensions of size 0 (x[False])
     for item in items:
-        if item is None:
+        if item is None or item is _EMPTY_AXIS:
+            if item is _EMPTY_AXIS:
+                empty_axes.append(len(out_shape))
             out_shape.append(1)
             continue
         size = x.shape[dim]
@@ -91,6 +119,10 @@ def getitem(x: Tensor, index) -> Tensor:
                                         "steps": tuple(steps)})
     if tuple(out_shape) != tuple(out.shape):
         out = apply(P["reshape"], (out,), {"shape": tuple(out_shape)})
+    if empty_axes:
+        stops = tuple(0 if a in empty_axes else d for a, d in enumerate(out_shape))
+        out = apply(P["slice"], (out,), {"starts": (0,) * out.ndim, "stops": stops,
+                                          "steps": (1,) * out.ndim})
     if advanced:
         out = _advanced(out, advanced)
     return out
@@ -120,10 +152,11 @@ def _advanced(x: Tensor, advanced) -> Tensor:
     linear = None
     stride = 1
     for (_, idx, size), _s in zip(reversed(advanced), reversed(sizes)):
+        data = idx._data
+        if isinstance(data, np.ndarray) and data.size and (data.max() >= size or data.min() < -size):
+            bad = int(data.max()) if data.max() >= size else int(data.min())
+            raise IndexError_(f"index {bad} is out of bounds for dimension with size {size}")
         term = _wrap_negative(idx, size)
-        data = term._data
-        if isinstance(data, np.ndarray) and data.size and data.max() >= size:
-            raise IndexError_(f"index {int(data.max())} is out of bounds for dimension with size {size}")
         term = mul(term, stride) if stride != 1 else term
         linear = term if linear is None else add(linear, term)
         stride *= size
@@ -141,7 +174,9 @@ def _advanced(x: Tensor, advanced) -> Tensor:
 def _numpy_index(index):
     if not isinstance(index, tuple):
         index = (index,)
-    return tuple(i._value("indexing") if isinstance(i, Tensor) else i for i in index)
+    # a 0-d index tensor selects like an int (PyTorch), not as numpy's 0-d advanced index
+    return tuple((int(i._value("indexing")) if i.ndim == 0 and not _is_mask(i) else i._value("indexing"))
+                 if isinstance(i, Tensor) else i for i in index)
 
 
 def setitem(x: Tensor, index, value) -> None:

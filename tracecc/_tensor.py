@@ -37,7 +37,8 @@ def apply(prim, args, params):
             src = args[0]
             out._version = src._version
             out._base = src if src._base is None else src._base
-    if _grad_mode._enabled and prim.vjp is not None:
+    # integer and bool results have no gradient: they never require grad (as in PyTorch)
+    if _grad_mode._enabled and prim.vjp is not None and out._dtype.is_floating_point:
         needs = tuple(a.requires_grad for a in args)
         if True in needs:
             out.requires_grad = True
@@ -312,6 +313,13 @@ class Tensor:
                 raise InplaceError(f"{op}: in-place update of a view of a tensor that requires "
                                    f"grad is not supported by autograd",
                                    hint="compute the new tensor out of place (e.g. torch.cat / where)")
+            if result.grad_fn is None:  # zero_/fill_: the old values get a zero gradient
+                false = apply(PRIMITIVES["full"], (), {"shape": (), "value": False, "dtype": dtypes.bool_})
+                result = apply(PRIMITIVES["where"], (false, self, result), {})
+            node = result.grad_fn
+            if node.prim.name == "cast" and node.next[0][0] is not None:  # the dtype fix-up above
+                node = node.next[0][0]
+            node.keep_old_value(self)
         if _tracer is not None:
             _tracer.inplace(self, result)
         else:

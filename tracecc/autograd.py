@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import weakref
 
+import numpy as np
+
 from .runtime.errors import AutogradError, InplaceError
 from .runtime.registry import ops
 from . import _grad_mode
@@ -78,6 +80,24 @@ class Node:
         if self._out_saved._version[0] != self._out_version and (saves is None or "out" in saves):
             raise InplaceError(f"{self.name}: its output was modified by an in-place operation")
         return self._out_saved
+
+    def keep_old_value(self, t) -> None:
+        """`t`, an input of this node, is about to be overwritten by the in-place op this node
+        records (`h.mul_(3)`): the rule keeps a copy of the old value (PyTorch's "original
+        self") instead of failing the version check at backward time."""
+        saves = self.prim.saves
+        if self._inputs is None:
+            return
+        inputs, versions = list(self._inputs), list(self._versions)
+        for i, x in enumerate(inputs):
+            if x is t and versions[i] == t._version[0] and (saves is None or i in saves):
+                old = t._alias()
+                if isinstance(old._data, np.ndarray):  # traced values are never overwritten
+                    old._data = old._data.copy()
+                old._version = [0]
+                old.requires_grad, old.grad_fn = t.requires_grad, t.grad_fn
+                inputs[i], versions[i] = old, 0
+        self._inputs, self._versions = tuple(inputs), tuple(versions)
 
     def release(self):
         self._inputs = self._out_saved = None

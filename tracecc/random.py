@@ -96,6 +96,8 @@ def randn(*size, generator=None, dtype=None, device=None, requires_grad=False) -
 
 def randint(low, high=None, size=(), *, generator=None, dtype=None, device=None) -> Tensor:
     check_device(device)
+    if isinstance(high, (tuple, list)):  # randint(high, size), as in PyTorch
+        low, high, size = 0, low, high
     if high is None:
         low, high = 0, low
     dtype = get_dtype(dtype) if dtype is not None else dtypes.int64

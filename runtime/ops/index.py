@@ -36,6 +36,8 @@ def _gather_meta(x: TensorType, index: TensorType, axis) -> TensorType:
 
 
 def _gather_kernel(x, index, axis):
+    if any(i > d for a, (i, d) in enumerate(zip(index.shape, x.shape)) if a != axis):
+        raise ValueError("gather: index larger than the input")  # numpy would broadcast; meta explains
     _check_bounds("gather", index, x.shape[axis])
     region = tuple(slice(0, n) if a != axis else slice(None) for a, n in enumerate(index.shape))
     return np.take_along_axis(x[region], index, axis=axis)
@@ -56,10 +58,15 @@ def _scatter_add_meta(x: TensorType, index: TensorType, src: TensorType, axis) -
     if len(index.shape) != len(x.shape) or tuple(index.shape) != tuple(src.shape):
         raise ShapeError(f"scatter_add: index {fmt(index.shape)} and src {fmt(src.shape)} must "
                          f"have the same shape and the rank of input {fmt(x.shape)}")
+    if any(i > d for a, (i, d) in enumerate(zip(index.shape, x.shape)) if a != axis):
+        raise ShapeError(f"scatter_add: index of shape {fmt(index.shape)} does not fit input of "
+                         f"shape {fmt(x.shape)} outside dimension {axis}")
     return x
 
 
 def _scatter_add_kernel(x, index, src, axis):
+    if any(i > d for a, (i, d) in enumerate(zip(index.shape, x.shape)) if a != axis):
+        raise ValueError("scatter_add: index larger than the input")  # meta explains
     _check_bounds("scatter_add", index, x.shape[axis])
     out = np.array(x, copy=True)
     coords = list(np.indices(index.shape, sparse=True))

@@ -83,7 +83,7 @@ register(Primitive("isnan", "pointwise", lambda x: TensorType(x.shape, dtypes.bo
 
 
 def _copy_kernel(x):
-    return np.array(x, copy=True)
+    return np.array(x, copy=True, order="C")  # contiguous() relies on a C-ordered copy
 
 
 register(Primitive("copy", "pointwise", lambda x: x, _copy_kernel, lambda c, g: (g,), saves=(),
@@ -107,8 +107,8 @@ def _tie_split(x, y, g):
 def _pow_vjp(c, g):
     x, y = c.inputs
     gx = gy = None
-    if c.needs[0]:
-        gx = sum_to(g * y * ops.pow(x, y - 1), x.shape)
+    if c.needs[0]:  # x ** 0 is constant: gradient 0 even at x == 0 (where x ** -1 is inf)
+        gx = sum_to(_where0(ops.ne(y, scalar(0, y.dtype)), g * y * ops.pow(x, y - 1)), x.shape)
     if c.needs[1]:
         safe_log = ops.log(ops.where(x > 0, x, scalar(1, x.dtype)))  # 0 ** y has no log-grad
         gy = sum_to(g * c.out * safe_log, y.shape)

@@ -12,6 +12,7 @@ from .. import dtypes
 from ..errors import ShapeError
 from ..registry import Primitive, ReduceInfo, TensorType, ops, register
 from ..shapes import reduced_shape
+from ._common import scalar
 
 
 def _accumulate_dtype(dtype):
@@ -45,9 +46,17 @@ def _sum_vjp(c, g):
 
 
 def _prod_vjp(c, g):
-    # d prod/dx_i = prod / x_i; zeros in x make this NaN, as in a naive implementation
-    x = c.inputs[0]
-    return (ops.expand(_keep(c, g), shape=x.shape) * ops.expand(_keep(c, c.out), shape=x.shape) / x,)
+    """d prod/dx_i is the product of the other elements: out / x_i where x_i != 0; at a zero,
+    the product of the nonzero others if it is the row's only zero, else 0 (PyTorch's answer,
+    where the naive out / x_i would be nan)."""
+    x, axes = c.inputs[0], c.params["axes"]
+    zero, one = scalar(0, x.dtype), scalar(1, x.dtype)
+    is_zero = ops.eq(x, zero)
+    nonzero = ops.where(is_zero, one, x)
+    zeros_per_row = ops.sum(ops.cast(is_zero, dtype=x.dtype), axes=axes, keepdim=True)
+    at_zero = ops.where(ops.eq(zeros_per_row, one), ops.prod(nonzero, axes=axes, keepdim=True), zero)
+    local = ops.where(is_zero, at_zero, ops.expand(_keep(c, c.out), shape=x.shape) / nonzero)
+    return (ops.expand(_keep(c, g), shape=x.shape) * local,)
 
 
 def _extreme_vjp(c, g):
