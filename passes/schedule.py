@@ -14,7 +14,7 @@
    inlines producers and folds movement ops into index arithmetic (passes/indexing.py).
 
 The graph protocol is minimal: graph.inputs / graph.outputs are values, graph.nodes are
-nodes in topological order with .op, .inputs, .params, .output (and optionally .loc);
+nodes in topological order with .op, .inputs, .params, .out (and optionally .loc);
 values have .name and .type (a TensorType).
 """
 
@@ -70,14 +70,16 @@ class Group:
 class Scheduler:
     def __init__(self, graph, fuse: bool = True):
         self.graph, self.fuse = graph, fuse
-        self.producer = {n.output: n for n in graph.nodes}
+        self.producer = {n.out: n for n in graph.nodes}
         self.position = {id(n): i for i, n in enumerate(graph.nodes)}
         self.users: dict = {}
         for n in graph.nodes:
             for v in n.inputs:
                 self.users.setdefault(v, []).append(n)
         self.inputs = list(graph.inputs)
-        self.outputs = list(graph.outputs)
+        # what must be computed: outputs, then the new values of functionalised writes
+        self.roots = list(graph.roots() if hasattr(graph, "roots") else graph.outputs)
+        self.outputs = list(dict.fromkeys(self.roots))
         self.log: list[str] = []
         self.realized = self._initial_realized()
         self.must_load: set = set()  # realised values consumers must load, never recompute
@@ -88,12 +90,12 @@ class Scheduler:
         for n in self.graph.nodes:
             kind = PRIMITIVES[n.op].kind
             if kind in ALWAYS_REALIZED or n.op in REALIZED_OPS:
-                realized.add(n.output)
+                realized.add(n.out)
             elif not self.fuse:
-                realized.add(n.output)
-            elif len(self.users.get(n.output, ())) > 1 and n.op not in CHEAP_OPS:
-                realized.add(n.output)
-                self.log.append(f"realise {_name(n.output)} ({n.op}): {len(self.users[n.output])} "
+                realized.add(n.out)
+            elif len(self.users.get(n.out, ())) > 1 and n.op not in CHEAP_OPS:
+                realized.add(n.out)
+                self.log.append(f"realise {_name(n.out)} ({n.op}): {len(self.users[n.out])} "
                                 f"consumers, recomputing it would repeat {n.op}")
             if n.op == "matmul":
                 for v in n.inputs:  # operands must be plain loads: no O(MNK) recompute
@@ -185,7 +187,7 @@ class Scheduler:
         self.group_of: dict = {}
         self.group_deps: dict = {}
         for n in self.graph.nodes:
-            v = n.output
+            v = n.out
             if v not in self.realized:
                 continue
             kind = PRIMITIVES[n.op].kind
@@ -207,19 +209,19 @@ class Scheduler:
         key = self._rows_key(n)
         if self.fuse:
             for g in reversed(self.groups):
-                if g.kind == "reduction" and g.key == key and self._legal_join(n.output, g):
-                    self.log.append(f"fuse {_name(n.output)} ({n.op}) into {self._gname(g)}: same rows "
+                if g.kind == "reduction" and g.key == key and self._legal_join(n.out, g):
+                    self.log.append(f"fuse {_name(n.out)} ({n.op}) into {self._gname(g)}: same rows "
                                     f"(shape {list(key[0])}, axes {list(key[1])})")
-                    g.reductions.append(n.output)
-                    self._add(n.output, g)
+                    g.reductions.append(n.out)
+                    self._add(n.out, g)
                     return
         g = self._new_group("reduction")
         g.key = key
-        g.reductions.append(n.output)
-        self._add(n.output, g)
+        g.reductions.append(n.out)
+        self._add(n.out, g)
 
     def _place_pointwise(self, n):
-        v = n.output
+        v = n.out
         if self.fuse:
             reads = self._reads(v)
             for r in reads:
@@ -265,13 +267,14 @@ class Scheduler:
         buffers = {}
         for v in self.inputs:
             buffers[_name(v)] = Buffer(_name(v), _numel(v), v.type.dtype, "input")
-        ordered = [n.output for n in self.graph.nodes] + [v for v in self.outputs if v not in self.producer]
+        ordered = [n.out for n in self.graph.nodes] + [v for v in self.outputs if v not in self.producer]
         for v in dict.fromkeys(ordered):
             if v in self.realized:
                 role = "output" if v in self.outputs else "temp"
                 bname = _name(v) if v in self.producer else _name(v) + "_out"
                 buffers[bname] = Buffer(bname, _numel(v), v.type.dtype, role)
-        outputs = [_name(v) if v in self.producer else _name(v) + "_out" for v in self.outputs]
+        # one entry per root, in order (a value can be both an output and a write)
+        outputs = [_name(v) if v in self.producer else _name(v) + "_out" for v in self.roots]
         return Program(name, buffers, kernels, [_name(v) for v in self.inputs], outputs)
 
     def _ordered_groups(self):
@@ -416,7 +419,7 @@ class KernelEmitter:
             if n.op not in ops and PRIMITIVES[n.op].kind not in ("movement", "creation"):
                 ops.append(n.op)
         k.name = f"{SHORT.get(g.kind, g.kind)}_fused_{'_'.join(ops[:5]) or 'copy'}_{g.gid}"
-        k.members = [f"{n.op} {n.output.name}" + (f" ({n.loc})" if getattr(n, "loc", None) else "")
+        k.members = [f"{n.op} {n.out.name}" + (f" ({n.loc})" if getattr(n, "loc", None) else "")
                      for n in nodes]
         return k
 

@@ -32,7 +32,7 @@ class Node:
     op: str
     inputs: list
     params: dict
-    output: Value
+    out: Value
     loc: str = ""
 
 

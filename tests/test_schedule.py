@@ -21,7 +21,7 @@ rng = np.random.default_rng(0)
 def interpret(graph, arrays):
     env = dict(zip(graph.inputs, arrays))
     for n in graph.nodes:
-        env[n.output] = eager.run(PRIMITIVES[n.op], [env[v] for v in n.inputs], n.params)
+        env[n.out] = eager.run(PRIMITIVES[n.op], [env[v] for v in n.inputs], n.params)
     return [env[v] for v in graph.outputs]
 
 

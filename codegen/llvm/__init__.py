@@ -6,3 +6,5 @@ Building blocks (see docs/cpu-backend.md):
 - parallel: a persistent worker pool callable from generated code (`tracecc_parallel_for`)
 - matmul: sgemm from numpy's bundled OpenBLAS, callable from generated code, plus epilogue
 """
+
+from . import backend  # noqa: E402,F401  (registers the "llvm" backend)

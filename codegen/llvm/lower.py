@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from llvmlite import ir
 
-from ...passes.kernel_ir import Acc, Const, Kernel, Load, LoopIndex, Op, Program, RowValue
+from ...passes.kernel_ir import Acc, Const, Kernel, Load, LoopIndex, Op, Program, RowValue, walk_kernel
 from ...runtime import dtypes
 from .scalar import (
     EMITTERS, F32, I1, I8, I16, I32, I64, REDUCE_IDENTITY, Intrinsics, cast_value, constant, is_float,
@@ -282,7 +282,30 @@ def _dtype_of(e):
     return e.dtype
 
 
-def lower_program(p: Program, mathlib=None, module: ir.Module | None = None) -> ir.Module:
+def estimated_work_ns(k: Kernel) -> float:
+    """Single-thread time estimate for the threading decision: iterations times a cost per
+    iteration that grows with the transcendental functions in the body."""
+    outer = 1
+    for v in k.outer:
+        outer *= v.size
+    inner = 0
+    for p in k.phases:
+        n = 1
+        for v in p.loops:
+            n *= v.size
+        inner += n
+    if k.matmul is not None:
+        inner += k.matmul.k.size
+    heavy = sum(1 for e in walk_kernel(k) if isinstance(e, Op) and e.op in _HEAVY)
+    return outer * max(inner, 1) * (0.4 + 2.0 * heavy)
+
+
+_HEAVY = {"exp", "log", "tanh", "sigmoid", "erf", "log1p", "expm1", "pow", "sin", "cos", "div", "sqrt"}
+
+
+def lower_program(p: Program, mathlib=None, module: ir.Module | None = None,
+                  split=None) -> ir.Module:
+    """split(kernel) -> grain or None decides which kernels run over the thread pool."""
     module = module or ir.Module(name=p.name)
     ctx = LoweringContext(module, mathlib)
     slots = {name: i for i, name in enumerate(p.buffers)}
@@ -291,8 +314,13 @@ def lower_program(p: Program, mathlib=None, module: ir.Module | None = None) -> 
     entry = ir.Function(module, ir.FunctionType(ir.VoidType(), [ir.PointerType(PTR)]), "entry")
     b = ir.IRBuilder(entry.append_basic_block("entry"))
     for k, fn in zip(p.kernels, kernels):
-        outer = k.outer[0].size if k.outer else 1
-        b.call(fn, [entry.args[0], ir.Constant(I64, 0), ir.Constant(I64, outer)])
+        outer = ir.Constant(I64, k.outer[0].size if k.outer else 1)
+        grain = split(k) if split is not None and k.outer else None
+        if grain:
+            from .parallel import emit_parallel_for
+            emit_parallel_for(b, fn, entry.args[0], ir.Constant(I64, 0), outer, ir.Constant(I64, grain))
+        else:
+            b.call(fn, [entry.args[0], ir.Constant(I64, 0), outer])
     b.ret_void()
     return module
 

@@ -5,71 +5,63 @@ from __future__ import annotations
 import ctypes
 
 import numpy as np
-from llvmlite import binding as llvm
 
 from ...passes.kernel_ir import Program
-from .lower import lower_program
-
-_initialized = False
-
-
-def _init():
-    global _initialized
-    if not _initialized:
-        llvm.initialize_native_target()
-        llvm.initialize_native_asmprinter()
-        _initialized = True
+from . import jit
+from .lower import estimated_work_ns, lower_program
+from .mathlib import MathLib
 
 
-def compile_ir(text: str):
-    """IR text -> (engine, target machine). One TargetMachine per engine: MCJIT owns it."""
-    _init()
-    target = llvm.Target.from_default_triple()
-    tm = target.create_target_machine(cpu=llvm.get_host_cpu_name(),
-                                      features=llvm.get_host_cpu_features().flatten(),
-                                      opt=3, jit=True)
-    mod = llvm.parse_assembly(text)
-    mod.triple = tm.triple
-    mod.data_layout = str(tm.target_data)
-    mod.verify()
-    pto = llvm.create_pipeline_tuning_options(speed_level=3)
-    pto.slp_vectorization = True
-    pb = llvm.create_pass_builder(tm, pto)
-    pb.getModulePassManager().run(mod, pb)
-    engine = llvm.create_mcjit_compiler(mod, tm)
-    engine.finalize_object()
-    return engine, mod
-
-
-_ENTRY = ctypes.CFUNCTYPE(None, ctypes.c_void_p)  # CFUNCTYPE releases the GIL during the call
+def _split(kernel):
+    """Grain for the thread pool, or None to run the kernel on the calling thread."""
+    from .parallel import worth_splitting
+    if not worth_splitting(estimated_work_ns(kernel)) or kernel.outer[0].size < 2:
+        return None
+    return 1
 
 
 class CompiledProgram:
     """A Program compiled to native code. Temporaries are allocated once and reused;
     outputs are fresh arrays each call, so results handed out are never overwritten."""
 
-    def __init__(self, program: Program, mathlib=None):
+    def __init__(self, program: Program, *, threads: bool = True, cache: bool = False,
+                 keep_ir: bool = False):
         self.program = program
-        module = lower_program(program, mathlib)
+        module = jit.new_module(program.name)
+        lower_program(program, MathLib(module), module, split=_split if threads else None)
         self.llvm_ir = str(module)
-        self.engine, self.optimized = compile_ir(self.llvm_ir)
-        self.entry = _ENTRY(self.engine.get_function_address("entry"))
+        self.compiled = jit.compile_module(module, program.name, cache=cache, keep_ir=keep_ir)
+        self.entry = self.compiled.cfunc("entry", None, ctypes.c_void_p)
         self.names = list(program.buffers)
+        self.slot = {n: i for i, n in enumerate(self.names)}
         self.temps = {n: np.zeros(b.numel, b.dtype.np) for n, b in program.buffers.items()
                       if b.role in ("temp", "constant")}
         self.pointers = (ctypes.c_void_p * len(self.names))()
+        for n, a in self.temps.items():
+            self.pointers[self.slot[n]] = a.ctypes.data
+        self.pointers_address = ctypes.addressof(self.pointers)
+
+    def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        """inputs in Program.inputs order; returns arrays in Program.outputs order (flat)."""
+        p, slot, ptrs = self.program, self.slot, self.pointers
+        keep = []
+        for name, a in zip(p.inputs, inputs):
+            b = p.buffers[name]
+            if a.dtype != b.dtype.np or not a.flags.c_contiguous:
+                a = np.ascontiguousarray(a, dtype=b.dtype.np)
+            keep.append(a)
+            ptrs[slot[name]] = a.ctypes.data
+        outs = {}
+        given = dict(zip(p.inputs, keep))
+        for name in p.outputs:
+            if name not in outs:
+                b = p.buffers[name]
+                # an output that is also an input starts from the input's values
+                outs[name] = given[name].copy() if name in given else np.empty(b.numel, b.dtype.np)
+                ptrs[slot[name]] = outs[name].ctypes.data
+        self.entry(self.pointers_address)
+        return [outs[name] for name in p.outputs]
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        arrays = {}
-        for i, name in enumerate(self.names):
-            b = self.program.buffers[name]
-            if name in inputs:
-                a = np.ascontiguousarray(inputs[name], dtype=b.dtype.np)
-            elif name in self.temps:
-                a = self.temps[name]
-            else:
-                a = np.zeros(b.numel, b.dtype.np)
-            arrays[name] = a
-            self.pointers[i] = a.ctypes.data
-        self.entry(ctypes.addressof(self.pointers))
-        return {name: arrays[name].reshape(-1) for name in self.program.outputs}
+        results = self.run([inputs[n] for n in self.program.inputs])
+        return dict(zip(self.program.outputs, results))

@@ -112,6 +112,9 @@ def _relu(b, ctx, args, in_dtypes, out, params):
 
 def _sigmoid(b, ctx, args, in_dtypes, out, params):
     x = args[0]
+    fast = ctx.mathlib("sigmoid", x.type) if ctx.mathlib else None
+    if fast is not None:
+        return b.call(fast, args)
     one = ir.Constant(x.type, 1.0)
     e = ctx.intrinsics.call(b, "llvm.exp", [b.fneg(x)], x.type)
     return b.fdiv(one, b.fadd(one, e))
@@ -233,17 +236,6 @@ def _logical(op):
         return getattr(b, op)(*args)
 
     return emit
-
-
-def _libm(name):
-    def emit(b, ctx, args, in_dtypes, out, params):
-        return ctx.intrinsics.call(b, name, args, args[0].type)
-
-    return emit
-
-
-def _erf(b, ctx, args, in_dtypes, out, params):
-    return ctx.intrinsics.call(b, "erf", args, args[0].type)
 
 
 def _math(name):

@@ -1,0 +1,56 @@
+"""The "llvm" backend: graph -> fused kernels (passes/schedule.py) -> one LLVM module.
+
+A compiled graph is one native call per run: `entry(bufs)` runs every kernel in order,
+splitting the large ones over the thread pool. Compiled objects go through the on-disk
+cache (codegen/cache.py), so a second process skips LLVM entirely. A graph the backend
+cannot lower yet runs on the reference interpreter, and the log says why.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from ...passes.interpret import compile_graph
+from ...passes.kernel_ir import format_program
+from ...passes.pipeline import NullSink
+from ...passes.schedule import schedule
+from ..backends import register_backend
+from .runner import CompiledProgram
+
+
+def fusion_enabled() -> bool:
+    return os.environ.get("TRACECC_FUSION", "1") != "0"
+
+
+def compile_llvm(graph, log=None):
+    log = log or NullSink()
+    t0 = time.perf_counter()
+    try:
+        program, decisions = schedule(graph, fuse=fusion_enabled(), name=graph.name)
+    except NotImplementedError as e:
+        log.emit("fusion", f"{graph.name}: the llvm backend cannot lower this graph yet ({e}); "
+                           f"running it on the interpreter")
+        return compile_graph(graph)
+    t_schedule = (time.perf_counter() - t0) * 1e3
+    for line in decisions:
+        log.emit("fusion", line)
+    log.stage("kernels", text=format_program(program) + f"\n# scheduled in {t_schedule:.1f} ms\n",
+              suffix=".kir", kind="fusion")
+    compiled = CompiledProgram(program, cache=True)
+    log.stage("llvm", text=compiled.llvm_ir, suffix=".ll", kind="code")
+    timings = ", ".join(f"{k} {v:.1f} ms" for k, v in compiled.compiled.timings.items())
+    log.emit("perf", f"{graph.name}: {len(program.kernels)} kernels; schedule {t_schedule:.1f} ms; {timings}")
+    shapes = [tuple(v.type.shape) for v in graph.roots()]
+    run = compiled.run
+
+    def runner(arrays):
+        return [a.reshape(s) for a, s in zip(run(arrays), shapes)]
+
+    runner.program = program
+    runner.compiled = compiled
+    return runner
+
+
+register_backend("llvm", compile_llvm, priority=10,
+                 doc="fused kernels lowered to LLVM IR (llvmlite), one native call per graph")
