@@ -80,7 +80,7 @@ class Node:
         return f"<Node {format_node(self)}>"
 
 
-@dataclass
+@dataclass(eq=False)
 class KernelGroup:
     """A fused kernel's membership, as the fusion pass reports it (shown as a cluster by
     `tracecc graph`): `kernel k3 [pointwise, 8192 elems] = {add %1, relu %2}  # why: ...`"""

@@ -14,7 +14,7 @@ from __future__ import annotations
 from ..runtime.errors import IRVerifyError, TraceccError
 from ..runtime.registry import PRIMITIVES
 from .ir import Graph, Node, Value
-from .printer import format_node
+from .printer import SHORT_DTYPES, format_node
 
 
 def verify(graph: Graph) -> Graph:
@@ -53,8 +53,8 @@ def verify(graph: Graph) -> Graph:
         if new not in defined:
             _fail(graph, f"write %{target.name} <- %{new.name}: the value is not defined")
         if new.type != target.type:
-            _fail(graph, f"write %{target.name} <- %{new.name}: type {new.type} differs from "
-                         f"the input's {target.type}")
+            _fail(graph, f"write %{target.name} <- %{new.name}: type {_t(new.type)} differs from "
+                         f"the input's {_t(target.type)}")
     for k in graph.kernels:
         for m in k.members:
             if m not in defined:
@@ -77,8 +77,12 @@ def _check_type(graph: Graph, n: Node) -> None:
     except (TypeError, ValueError, KeyError, IndexError) as e:
         _fail(graph, f"%{n.out.name} = {n.op}: bad inputs or params for the primitive ({e})", n)
     if tuple(expected.shape) != tuple(n.out.type.shape) or expected.dtype is not n.out.type.dtype:
-        _fail(graph, f"%{n.out.name} = {n.op}: declared type {n.out.type} but the meta rule "
-                     f"gives {expected}", n)
+        _fail(graph, f"%{n.out.name} = {n.op}: declared type {_t(n.out.type)} but the meta "
+                     f"rule gives {_t(expected)}", n)
+
+
+def _t(t) -> str:
+    return f"{SHORT_DTYPES[t.dtype.name]}[{','.join(map(str, t.shape))}]"
 
 
 def _fail(graph: Graph, message: str, node: Node | None = None):

@@ -133,7 +133,12 @@ def _finish(cf, tracer: Tracer, result, tensors, world, trace_ms) -> Captured:
     keep = {id(t) for t in leaves} | _history_tensors(leaves)
     keep |= {id(g) for _, g in grad_effects if g is not None}
     live = tracer.live_tensors()
+    keep |= {id(t._base) for t in live if id(t) in keep and t._base is not None}  # views' bases
     escaped = [t for t in live if id(t) not in keep and t._data.lifted is None]
+    if escaped:  # perhaps only cyclic garbage: collect it and look again
+        del escaped
+        live = tracer.live_tensors(collect=True)
+        escaped = [t for t in live if id(t) not in keep and t._data.lifted is None]
     if escaped:
         shapes = ", ".join(f"{t.dtype.name}{list(t.shape)}" for t in escaped[:3])
         problems.append(f"{len(escaped)} symbolic tensor(s) escaped into Python state ({shapes}"
@@ -266,7 +271,7 @@ def _backward_node(name, runner, saved, grad_mask, seeds_meta, index, wrt, leaf)
             raise AutogradError(f"double backward through compiled function {name} is not "
                                 f"supported", hint="call the function eagerly (without compile) "
                                                    "where higher-order gradients are needed")
-        seeds = [np.ascontiguousarray(g._data) if i == index else np.zeros(shape, dtype.np)
+        seeds = [np.require(g._data, requirements="C") if i == index else np.zeros(shape, dtype.np)
                  for i, (shape, dtype) in enumerate(seeds_meta)]
         grads = iter(runner(list(saved) + seeds))
         return tuple(_make(next(grads)) if has else None for has in grad_mask)
@@ -303,6 +308,12 @@ class Entry:
         self.final: list = []
         self.hits = 0
         self._build_checks()
+        # fast paths for the common cases
+        self.arg_only = [obj for _, obj in sources] if all(k == ARG for k, _ in sources) else None
+        self.simple = not self.write_inputs and not grad_effects and aot is None
+        self.single = spec.kind == "tensor"
+        self.unguarded = not (self.tensor_checks or self.grad_checks or self.modules
+                              or self.optimizers)
 
     def _build_checks(self):
         """Lifted tensors: same storage (else same shape/dtype), same requires_grad.
@@ -375,6 +386,18 @@ class Entry:
         self.backend = be.name
 
     def run(self, tensors):
+        if self.arg_only is not None:
+            arrays = [tensors[i]._data for i in self.arg_only]
+        else:
+            arrays = self._fetch(tensors)
+        results = self.runner(arrays)
+        if self.simple:  # no writes, no .grad effects, no backward: just wrap the outputs
+            if self.single:
+                return _make(results[0], self.out_dtypes[0])
+            return self.spec.build([_make(results[i], d) for i, d in enumerate(self.out_dtypes)])
+        return self._finish_run(tensors, arrays, results)
+
+    def _fetch(self, tensors):
         arrays = []
         for kind, obj in self.sources:
             if kind == ARG:
@@ -387,7 +410,9 @@ class Entry:
                 arrays.append(obj())
             else:
                 arrays.append(obj)
-        results = self.runner(arrays)
+        return arrays
+
+    def _finish_run(self, tensors, arrays, results):
         if self.write_inputs:
             base = len(results) - len(self.write_inputs)
             apply_writes([(arrays[i], results[base + j]) for j, i in enumerate(self.write_inputs)])

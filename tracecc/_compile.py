@@ -116,8 +116,7 @@ class CompiledFunction:
         entries = self._cache.get(key)
         if entries is not None:
             for entry in entries:
-                if entry.failure() is None:
-                    entry.hits += 1
+                if entry.unguarded or entry.failure() is None:
                     return entry.run(tensors)
         return self._miss(key, tensors, objects, args, kwargs)
 

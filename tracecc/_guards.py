@@ -87,15 +87,20 @@ def arg_key(args, kwargs, grad_enabled: bool):
     tensors: list = []
     objects: list = []
     for a in args:
-        _key(a, parts, tensors, objects)
+        if type(a) is Tensor:  # the common case, inline: this runs on every compiled call
+            tensors.append(a)
+            parts.append((a._data.shape, a._dtype.name, a.requires_grad))
+        else:
+            _key(a, parts, tensors, objects)
     if kwargs:
         for k in sorted(kwargs):
             parts.append(k)
             _key(kwargs[k], parts, tensors, objects)
-    if len(tensors) > 1:
+    n = len(tensors)
+    if n > 1 and (tensors[0]._data is tensors[1]._data if n == 2
+                  else len({id(t._data) for t in tensors}) != n):
         ids = [id(t._data) for t in tensors]
-        if len(set(ids)) != len(ids):
-            parts.append(("alias", tuple(ids.index(i) for i in ids)))
+        parts.append(("alias", tuple(ids.index(i) for i in ids)))
     return tuple(parts), tensors, objects
 
 

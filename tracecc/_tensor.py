@@ -58,6 +58,8 @@ def _make(data, dtype: DType | None = None) -> "Tensor":
     t.grad_fn = None
     t._version = [0]
     t._base = None
+    if _tracer is not None:  # while tracing, the tracer tracks every tensor made
+        _tracer.made(t)
     return t
 
 

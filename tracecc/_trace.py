@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import re
 import weakref
 from math import prod
 
@@ -102,11 +103,12 @@ def short_location() -> str:
 
 class Tracer:
     def __init__(self, name: str, world, fullgraph: bool = True):
-        self.graph = Graph(name)
+        self.graph = Graph(re.sub(r"[^A-Za-z0-9_.]", "", name) or "fn")  # "<lambda>" -> "lambda"
         self.world = world  # what the pre-scan found: names, roles and sources of tensors
         self.fullgraph = fullgraph
         self.lifted: dict[int, Lifted] = {}
         self.syms: list[weakref.ref] = []
+        self.tensors: list[weakref.ref] = []  # every tensor made during the trace
         self.views: dict[int, list] = {}  # id(parent Sym) -> [(weakref(view Sym), prim, params)]
         self.random: list[tuple[Value, object]] = []  # (input, draw) in trace order
         self.region: str | None = None
@@ -250,14 +252,23 @@ class Tracer:
         by_input.update(drawn)
         return [by_input[v] for v in self.graph.inputs]
 
-    def live_tensors(self) -> list[Tensor]:
-        """Every tensor whose payload is one of this trace's Syms."""
-        gc.collect()
-        live = [s for s in (r() for r in self.syms) if s is not None]
-        if not live:
-            return []
-        found = gc.get_referrers(*live)
-        return [t for t in found if isinstance(t, Tensor) and type(t._data) is Sym]
+    def made(self, t: Tensor) -> None:
+        """_tensor._make reports every tensor created while tracing."""
+        self.tensors.append(weakref.ref(t))
+
+    def live_tensors(self, collect: bool = False) -> list[Tensor]:
+        """Every tensor still alive whose payload is one of this trace's Syms (made during
+        the trace, or lifted and swapped). collect=True first frees cyclic garbage."""
+        if collect:
+            gc.collect()
+        seen, live = set(), []
+        refs = self.tensors + [r for lf in self.lifted.values() for r in lf.tensors]
+        for ref in refs:
+            t = ref()
+            if t is not None and id(t) not in seen and type(t._data) is Sym:
+                seen.add(id(t))
+                live.append(t)
+        return live
 
     def writes(self) -> list[tuple[Lifted, Value]]:
         return [(lf, lf.sym.value) for lf in self.lifted.values() if lf.sym.value is not lf.input]
