@@ -38,6 +38,9 @@ parser.add_argument("--lr", type=float, default=0.01)
 parser.add_argument("--data", default=None, help="folder with the MNIST IDX .gz files")
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--compile", action="store_true", help="compile the training step")
+parser.add_argument("--dump", default=None, metavar="DIR",
+                    help="with --compile: write each compiler stage of the step to DIR "
+                         "(as TRACECC_DUMP_DIR=DIR; read it with `tracecc show DIR`)")
 args = parser.parse_args()
 torch.manual_seed(args.seed)
 root = find_data(args.data)
@@ -83,11 +86,10 @@ def train_step(images, labels):
 
 
 if args.compile:
-    if hasattr(torch, "compile"):
-        train_step = torch.compile(train_step)
-        print("training step compiled with tracecc.compile")
-    else:
-        print("--compile: tracecc.compile is not available yet; running eagerly")
+    if args.dump:
+        os.environ["TRACECC_DUMP_DIR"] = args.dump
+    train_step = torch.compile(train_step)
+    print("training step compiled with tracecc.compile" + (f", dumps in {args.dump}/" if args.dump else ""))
 
 print(f"MNIST from {root}: {len(train_set)} training, {len(test_set)} test images; "
       f"batch {args.batch_size}, SGD lr {args.lr}, {args.epochs} epochs")

@@ -153,12 +153,13 @@ def _finish(cf, tracer: Tracer, result, tensors, world, trace_ms) -> Captured:
     labels = [f"out.{i}" if len(leaves) > 1 else "out" for i in range(len(leaves))]
     grad_values, effects = [], []
     for t, g in grad_effects:
+        name = f"{world.tensor_names.get(id(t)) or _name_of(tracer, t)}.grad"
         if g is None:
-            effects.append((t, None))
+            effects.append((t, None, name))
         else:
-            effects.append((t, len(out_values) + len(grad_values)))
+            effects.append((t, len(out_values) + len(grad_values), name))
             grad_values.append(tracer.value_of(g))
-            labels.append(f"{world.tensor_names.get(id(t)) or _name_of(tracer, t)}.grad")
+            labels.append(name)
     graph.set_outputs(out_values + grad_values, labels)
     for lf, new in tracer.writes():
         graph.add_write(lf.input, new)
@@ -293,7 +294,7 @@ class Entry:
         self.spec = spec
         self.out_dtypes = out_dtypes
         self.n_out = len(out_dtypes)
-        self.grad_effects = grad_effects  # [(tensor, output index or None)]
+        self.grad_effects = grad_effects  # [(tensor, output index or None: set None, name)]
         self.aot = aot
         self.modules = list(world.modules)
         self.optimizers = list(world.optimizers)
@@ -326,10 +327,10 @@ class Entry:
             elif kind == GRAD:
                 self.grad_checks.append((obj, False, v.type.shape, v.type.dtype, v.name))
         watched = {id(c[0]) for c in self.grad_checks}
-        for t, _ in self.grad_effects:
+        for t, _, name in self.grad_effects:
             if id(t) not in watched:
                 watched.add(id(t))
-                self.grad_checks.append((t, t.grad is None, None, None, None))
+                self.grad_checks.append((t, t.grad is None, None, None, name))
 
     def failure(self) -> str | None:
         """None when this entry's guards hold; otherwise which guard fails."""
@@ -346,8 +347,7 @@ class Entry:
         for t, was_none, shape, dtype, name in self.grad_checks:
             g = t.grad
             if (g is None) != was_none:
-                what = f"%{name}" if name else "a tensor's .grad"
-                return (f"{what}: .grad is {'None' if g is None else 'a tensor'}, traced with "
+                return (f"{name} is {'None' if g is None else 'a tensor'}, traced with "
                         f"{'None' if was_none else 'a tensor'}")
             if shape is not None and (g._data.shape != shape or g._dtype is not dtype):
                 return f"%{name}: now {g.dtype.name}{list(g.shape)}, traced as {dtype.name}{list(shape)}"
@@ -416,7 +416,7 @@ class Entry:
         if self.write_inputs:
             base = len(results) - len(self.write_inputs)
             apply_writes([(arrays[i], results[base + j]) for j, i in enumerate(self.write_inputs)])
-        for t, index in self.grad_effects:
+        for t, index, _ in self.grad_effects:
             t.grad = None if index is None else _make(results[index])
         dtypes = self.out_dtypes
         leaves = [_make(results[i], dtypes[i]) for i in range(self.n_out)]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import types
 
 from . import _grad_mode
 from . import _logging
@@ -28,7 +29,9 @@ from . import _tensor as _tensor_mod
 from ._capture import capture
 from ._guards import World, arg_key, describe_args, first_difference, flatten
 from ._trace import short_location
-from .runtime.errors import InvalidArgumentError, RecompileError, UnsupportedError
+from .runtime.errors import (
+    InvalidArgumentError, RecompileError, TraceccError, UnsupportedError, is_internal,
+)
 
 STANCES = ("default", "fail_on_recompile", "eager_on_recompile", "force_eager")
 _stance = "default"
@@ -112,13 +115,19 @@ class CompiledFunction:
             return self._fn(*args, **kwargs)
         if _stance == "force_eager":
             return self._fn(*args, **kwargs)
-        key, tensors, objects = arg_key(args, kwargs, _grad_mode._enabled)
-        entries = self._cache.get(key)
-        if entries is not None:
-            for entry in entries:
-                if entry.unguarded or entry.failure() is None:
-                    return entry.run(tensors)
-        return self._miss(key, tensors, objects, args, kwargs)
+        try:
+            key, tensors, objects = arg_key(args, kwargs, _grad_mode._enabled)
+            entries = self._cache.get(key)
+            if entries is not None:
+                for entry in entries:
+                    if entry.unguarded or entry.failure() is None:
+                        return entry.run(tensors)
+            return self._miss(key, tensors, objects, args, kwargs)
+        except TraceccError as e:
+            if os.environ.get("TRACECC_VERBOSE", "") in ("", "0"):
+                e.__traceback__ = _user_traceback(e.__traceback__)
+                e.__suppress_context__ = True
+            raise
 
     def _miss(self, key, tensors, objects, args, kwargs):
         self._call_site = short_location()
@@ -235,9 +244,10 @@ class CompiledModule(CompiledFunction):
     """compile(model): calls go through the compiled graph; attributes are the model's."""
 
     def __getattr__(self, name):
-        if name.startswith("__") or name in ("_fn",):
+        module = self.__dict__.get("_module")
+        if name.startswith("__") or module is None:
             raise AttributeError(name)
-        return getattr(self.__dict__["_fn"], name)
+        return getattr(module, name)
 
 
 def compile(fn=None, *, backend: str = "auto", fullgraph: bool = True, dynamic: bool = False,
@@ -275,10 +285,24 @@ def compile(fn=None, *, backend: str = "auto", fullgraph: bool = True, dynamic: 
                    recompile_limit=recompile_limit)
     if cls is CompiledModule:
         compiled.__dict__["_module"] = fn
+        compiled._arg_names = _arg_names(fn.forward)
     return compiled
 
 
 # ---------------------------------------------------------------- helpers
+def _user_traceback(tb):
+    """The traceback without tracecc's own frames (TRACECC_VERBOSE=1 keeps them)."""
+    frames = []
+    while tb is not None:
+        if not is_internal(tb.tb_frame.f_code.co_filename):
+            frames.append((tb.tb_frame, tb.tb_lasti, tb.tb_lineno))
+        tb = tb.tb_next
+    new = None
+    for frame, lasti, lineno in reversed(frames):
+        new = types.TracebackType(new, frame, lasti, lineno)
+    return new
+
+
 def _arg_names(fn) -> list[str]:
     target = fn.forward if hasattr(fn, "forward") and not inspect.isfunction(fn) and \
         not inspect.ismethod(fn) else fn
@@ -311,13 +335,18 @@ def _arg_path(path: str, names: list[str]) -> str:
 def guard_lines(entry) -> list[str]:
     lines = [f"{field} == {value!r}" for field, value in entry.arg_desc]
     for t, _, shape, dtype, rg, name in entry.tensor_checks:
-        lines.append(f"%{name} is the same storage (else {dtype.name}{list(shape)}), "
+        lines.append(f"%{name}: same storage (or another {_type(shape, dtype)}), "
                      f"requires_grad == {rg}")
     for t, was_none, shape, dtype, name in entry.grad_checks:
-        lines.append(f"{'%' + name if name else 'a tensor'}: .grad is "
-                     f"{'None' if was_none else 'a tensor'}")
+        lines.append(f"{name} is {'None' if was_none else 'a tensor'}"
+                     + (f" of type {_type(shape, dtype)}" if shape is not None else ""))
     lines += [f"{field} == {value!r}" for field, value in entry._python_desc]
     return lines
+
+
+def _type(shape, dtype) -> str:
+    from .passes.printer import SHORT_DTYPES
+    return f"{SHORT_DTYPES[dtype.name]}[{','.join(map(str, shape))}]"
 
 
 def _write_extras(sink, entry) -> None:

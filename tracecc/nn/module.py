@@ -66,6 +66,18 @@ class Module:
                                   f"\"forward\" function")
 
     def __call__(self, *args, **kwargs):
+        compiled = self.__dict__.get("_compiled_call")  # set by Module.compile()
+        if compiled is not None:
+            return compiled(*args, **kwargs)
+        return self._call_impl(*args, **kwargs)
+
+    def compile(self, *args, **kwargs) -> None:
+        """Compile this module in place, as torch's Module.compile: later calls run through
+        tracecc.compile(self, *args, **kwargs) (same arguments as tracecc.compile)."""
+        from .._compile import compile as _compile
+        object.__setattr__(self, "_compiled_call", _compile(self, *args, **kwargs))
+
+    def _call_impl(self, *args, **kwargs):
         for hook in tuple(self._forward_pre_hooks.values()):
             result = hook(self, args)
             if result is not None:
