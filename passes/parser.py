@@ -182,10 +182,12 @@ def parse_graph(text: str) -> Graph:
                 _fail(j + 1, rest[0], "text after the end of the graph")
             break
         if returned:
-            _fail(j, lines[j], "nothing may follow `return` but `}`")
+            continue  # the rest of a multi-line return, already parsed
         try:
             if s.startswith("return"):
-                _parse_return(g, s, env)
+                # a long return spans lines up to the closing brace of the graph
+                end = next((k for k in range(j, len(lines)) if lines[k].strip() == "}"), len(lines))
+                _parse_return(g, " ".join(x.strip() for x in lines[j:end]), env)
                 returned = True
             elif s.startswith("kernel "):
                 _parse_kernel(g, s, env)
@@ -253,7 +255,7 @@ def _parse_return(g: Graph, s: str, env) -> None:
     if not m:
         raise _Error("expected `return (%a, label=%b) ; writes %x <- %y, ...`")
     values, labels = [], []
-    for item in split_top_level(m["outs"]):
+    for item in filter(None, split_top_level(m["outs"])):
         label, eq, ref = item.rpartition("=")
         ref = ref.strip()
         if not ref.startswith("%"):
@@ -262,7 +264,7 @@ def _parse_return(g: Graph, s: str, env) -> None:
         labels.append(label.strip() if eq else None)
     g.set_outputs(values, labels)
     if m["writes"]:
-        for item in split_top_level(m["writes"]):
+        for item in filter(None, split_top_level(m["writes"])):
             target, arrow, new = item.partition("<-")
             target, new = target.strip(), new.strip()
             if not arrow or not target.startswith("%") or not new.startswith("%"):

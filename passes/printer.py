@@ -86,14 +86,17 @@ def format_kernel(k: KernelGroup, producers: dict) -> str:
     return f"{text}  # why: {k.why}" if k.why else text
 
 
-def format_return(g: Graph) -> str:
-    outs = []
-    for v, label in zip(g.outputs, g.output_labels or [None] * len(g.outputs)):
-        outs.append(f"{label}=%{v.name}" if label else f"%{v.name}")
-    text = f"return ({', '.join(outs)})"
-    if g.writes:
-        text += " ; writes " + ", ".join(f"%{a.name} <- %{b.name}" for a, b in g.writes)
-    return text
+def format_return(g: Graph) -> list[str]:
+    """`return (...) ; writes ...` on one line, or one item per line when that is too long."""
+    outs = [f"{label}=%{v.name}" if label else f"%{v.name}"
+            for v, label in zip(g.outputs, g.output_labels or [None] * len(g.outputs))]
+    writes = [f"%{a.name} <- %{b.name}" for a, b in g.writes]
+    line = f"return ({', '.join(outs)})" + (" ; writes " + ", ".join(writes) if writes else "")
+    if len(line) <= _MAX_SIGNATURE:
+        return [line]
+    lines = ["return (", *(f"    {o}," for o in outs), ")" + (" ; writes" if writes else "")]
+    lines += [f"    {w}," for w in writes]
+    return lines
 
 
 def format_graph(g: Graph) -> str:
@@ -111,6 +114,6 @@ def format_graph(g: Graph) -> str:
         lines.append("  " + format_node(n))
     for k in g.kernels:
         lines.append("  " + format_kernel(k, producers))
-    lines.append("  " + format_return(g))
+    lines.extend("  " + line for line in format_return(g))
     lines.append("}")
     return "\n".join(lines) + "\n"
