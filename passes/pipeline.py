@@ -35,6 +35,14 @@ class Pass:
 PASSES: list[Pass] = [Pass("dce", dead_code_elimination)]
 
 
+def _register_builtin_passes() -> None:
+    from .simplify import simplify
+    PASSES.append(Pass("simplify", simplify))
+
+
+_register_builtin_passes()
+
+
 class LogSink(Protocol):
     """Where stages and messages go: the front end's tracecc/_logging.py implements it."""
 

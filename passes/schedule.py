@@ -99,21 +99,24 @@ class Scheduler:
                                 f"consumers, recomputing it would repeat {n.op}")
             if n.op == "matmul":
                 for v in n.inputs:  # operands must be plain loads: no O(MNK) recompute
-                    if not self._is_view_of_buffer(v):
-                        realized.add(v)
+                    base = self._view_base(v)
+                    if base in self.producer and base not in realized \
+                            and PRIMITIVES[self.producer[base].op].kind == "pointwise":
+                        realized.add(base)  # the base, so a transposed use shares its buffer
         return realized
+
+    def _view_base(self, v):
+        """The value a chain of movement ops starts from."""
+        while v in self.producer and PRIMITIVES[self.producer[v].op].kind == "movement" \
+                and self.producer[v].op not in REALIZED_OPS:
+            v = self.producer[v].inputs[0]
+        return v
 
     def needs_buffer(self, v, g: "Group") -> bool:
         """Must v be stored? Yes if it is an output or a kernel outside g reads it."""
         if v in self.outputs:
             return True
         return any(v in self._reads(x) for x, h in self.group_of.items() if h is not g)
-
-    def _is_view_of_buffer(self, v) -> bool:
-        while v in self.producer and PRIMITIVES[self.producer[v].op].kind == "movement" \
-                and self.producer[v].op not in REALIZED_OPS:
-            v = self.producer[v].inputs[0]
-        return v not in self.producer or v in self.realized or PRIMITIVES[self.producer[v].op].kind != "pointwise"
 
     def is_buffer(self, v) -> bool:
         return v not in self.producer or v in self.realized

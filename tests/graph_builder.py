@@ -54,6 +54,9 @@ class _Recorder:
         self.graph.nodes.append(Node(prim.name, ins, dict(params), out))
         return _tensor._make(out, out_type.dtype)
 
+    def made(self, tensor):
+        pass
+
     def needs_value(self, tensor, what):
         raise RuntimeError(f"data-dependent {what} in a test graph")
 
