@@ -19,6 +19,9 @@ from tracecc.passes.verify import verify
 from tracecc.runtime.errors import DataDependentError
 
 
+# the reference: the traced graph as it is, on the interpreter (bit-for-bit eager results)
+REF = dict(backend="interpreter", options={"passes": []})
+
 @pytest.fixture(autouse=True)
 def _verify_every_pass(monkeypatch):
     monkeypatch.setenv("TRACECC_VERIFY", "1")
@@ -41,7 +44,7 @@ def _same(a, b, what=""):
 def check_round_trip(fn, inputs, name="fn"):
     """Compile fn on the interpreter; compare with eager; print -> parse -> verify -> run."""
     eager = _leaves(fn(*inputs))
-    cf = tc.compile(fn, backend="interpreter")
+    cf = tc.compile(fn, **REF)
     compiled = _leaves(cf(*inputs))
     assert len(compiled) == len(eager)
     for c, e in zip(compiled, eager):
@@ -100,8 +103,8 @@ def check_gradients(fn, arrays, differentiable):
         return loss
 
     step_in = fresh()
-    tc.compile(step, backend="interpreter")(*step_in)
-    forward = tc.compile(fn, backend="interpreter")
+    tc.compile(step, **REF)(*step_in)
+    forward = tc.compile(fn, **REF)
     aot_in = fresh()
     _scalar_loss(_leaves(forward(*aot_in)), ws).backward()
     for e, s, a in zip(eager_in, step_in, aot_in):
@@ -220,7 +223,7 @@ def test_op_table_traces_round_trip(case, data):
         check_round_trip(fn, inputs, case.name)
     except DataDependentError as e:  # nonzero, masks: a clear error, or eager with fullgraph=False
         assert e.code == "TC101"
-        cf = tc.compile(fn, backend="interpreter", fullgraph=False)
+        cf = tc.compile(fn, **REF, fullgraph=False)
         for c, r in zip(_leaves(cf(*inputs)), eager):
             _same(_np(c), _np(r), case.name)
         assert cf.fallbacks and "needed a concrete value" in cf.fallbacks[0]
@@ -283,7 +286,7 @@ def test_locations_point_at_user_lines_and_backward_is_marked():
         loss.backward()
         return loss
 
-    cf = tc.compile(step, backend="interpreter")
+    cf = tc.compile(step, **REF)
     cf(tc.randn(4, 3))
     g = cf._entries[0].graph
     import inspect

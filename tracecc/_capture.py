@@ -27,9 +27,9 @@ from .autograd import Node as AutogradNode
 from .autograd import run_backward
 from .codegen.backends import get_backend
 from .passes.partition import split_joint
-from .passes.pipeline import run_passes, verify_enabled
+from .passes.pipeline import PASSES, run_passes, verify_enabled
 from .passes.verify import verify
-from .runtime.errors import AutogradError
+from .runtime.errors import AutogradError, InvalidArgumentError
 from .runtime.registry import Primitive
 
 # how a compiled call fetches each graph input
@@ -168,6 +168,8 @@ def _finish(cf, tracer: Tracer, result, tensors, world, trace_ms) -> Captured:
     needs = [t.requires_grad for t in leaves]
     if _grad_mode._enabled and any(needs) and tracer.backward_calls == 0:
         aot = _trace_backward(tracer, leaves, needs, len(graph.outputs))
+    # outputs whose history the function's own backward() already consumed (a returned loss)
+    spent = needs if tracer.backward_calls and any(needs) else None
 
     # put the world back as it was: the entry replays the effects on every call
     out_dtypes = [v.type.dtype for v in out_values]
@@ -181,6 +183,9 @@ def _finish(cf, tracer: Tracer, result, tensors, world, trace_ms) -> Captured:
                           f"{trace_ms:.1f} ms")
     entry = Entry(cf.__name__, graph, sources, spec, out_dtypes, effects, aot, world,
                   cf._call_site)
+    if spent is not None:
+        entry.spent = spent
+        entry.simple = False
     return Captured(entry=entry, graph=graph)
 
 
@@ -281,6 +286,11 @@ def _backward_node(name, runner, saved, grad_mask, seeds_meta, index, wrt, leaf)
     return AutogradNode(prim, tuple(wrt), {}, (True,) * len(wrt), leaf)
 
 
+def _spent_vjp(ctx, g):
+    ctx.inputs  # raises: "backward through the graph a second time", as eager does
+    return ()
+
+
 # ---------------------------------------------------------------- entries
 class Entry:
     """One compiled graph and what a call needs to run it: where its inputs come from, the
@@ -307,7 +317,9 @@ class Entry:
         self.runner = None
         self.backend = None
         self.final: list = []
-        self.hits = 0
+        self.spent = None  # outputs whose graph the function's backward() consumed
+        self._spent_prim = Primitive(f"compiled_{name}", "matmul", None, None, _spent_vjp,
+                                     saves=None)
         self._build_checks()
         # fast paths for the common cases
         self.arg_only = [obj for _, obj in sources] if all(k == ARG for k, _ in sources) else None
@@ -357,8 +369,9 @@ class Entry:
                                     describe_python_state(self.modules, self.optimizers))
         return None
 
-    def compile(self, backend: str, sink) -> None:
-        """Verify, run the passes, hand the result to the backend (forward and backward)."""
+    def compile(self, backend: str, sink, passes=None) -> None:
+        """Verify, run the passes (all, or those named), hand the result to the backend
+        (forward and backward graphs)."""
         check = verify_enabled()
         if check:
             verify(self.graph)
@@ -377,7 +390,15 @@ class Entry:
                     verify(g)
                 sink.stage(g.name.rsplit("_", 1)[-1], g, kind="graph")
             graphs = [fwd, bwd]
-        self.final = [run_passes(g, log=sink) for g in graphs]
+        selected = None
+        if passes is not None:
+            known = [p.name for p in PASSES]
+            unknown = [n for n in passes if n not in known]
+            if unknown:
+                raise InvalidArgumentError(f"compile: unknown pass(es) {unknown}",
+                                           hint=f"passes in the pipeline: {', '.join(known)}")
+            selected = [p for p in PASSES if p.name in passes]
+        self.final = [run_passes(g, selected, log=sink) for g in graphs]
         runners = [be.compile(g, sink) for g in self.final]
         self.runner = runners[0]
         if self.aot is not None:
@@ -422,6 +443,12 @@ class Entry:
         leaves = [_make(results[i], dtypes[i]) for i in range(self.n_out)]
         if self.aot is not None and _grad_mode._enabled:
             self._attach_backward(leaves, results, arrays, tensors)
+        elif self.spent is not None:
+            for leaf, need in zip(leaves, self.spent):
+                if need:  # like eager's: requires grad, but backward() already freed its graph
+                    node = AutogradNode(self._spent_prim, (), {}, (), leaf)
+                    node.release()
+                    leaf.requires_grad, leaf.grad_fn = True, node
         return self.spec.build(leaves)
 
     def _attach_backward(self, leaves, results, arrays, tensors):

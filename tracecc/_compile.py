@@ -87,9 +87,15 @@ class CompiledFunction:
     """What compile() returns: callable like the original, with a cache of compiled graphs."""
 
     def __init__(self, fn, *, backend="auto", fullgraph=True, dynamic=False, name=None,
-                 recompile_limit=None):
+                 recompile_limit=None, options=None):
         self._fn = fn
         self.backend = backend
+        self.options = dict(options or {})
+        unknown = set(self.options) - {"passes"}
+        if unknown:
+            raise InvalidArgumentError(f"compile: unknown option(s) {sorted(unknown)}",
+                                       hint="options: passes=[names of passes to run] "
+                                            "(default: all; [] runs the traced graph as is)")
         self.fullgraph = fullgraph
         self.dynamic = dynamic
         self.recompile_limit = RECOMPILE_LIMIT if recompile_limit is None else recompile_limit
@@ -188,7 +194,7 @@ class CompiledFunction:
         entry = captured.entry
         entry.objects = objects
         entry.arg_desc = describe_args(args, kwargs, self._arg_names, _grad_mode._enabled)
-        entry.compile(self.backend, sink)
+        entry.compile(self.backend, sink, self.options.get("passes"))
         _write_extras(sink, entry)
         _logging.log("guards", f"{self.__name__}: " + "; ".join(guard_lines(entry)))
         self._cache.setdefault(key, []).append(entry)
@@ -236,7 +242,7 @@ class CompiledFunction:
         if key not in bound:
             bound[key] = CompiledFunction(self._fn.__get__(obj, objtype), backend=self.backend,
                                           fullgraph=self.fullgraph, dynamic=self.dynamic,
-                                          name=self.__name__)
+                                          name=self.__name__, options=self.options)
         return bound[key]
 
 
@@ -261,7 +267,9 @@ def compile(fn=None, *, backend: str = "auto", fullgraph: bool = True, dynamic: 
     fullgraph: True (default) raises TC101/TC102 where the function needs a concrete value
       or does something the compiler cannot capture; False runs such calls eagerly instead.
     dynamic: accepted for PyTorch compatibility; shapes are static (a new shape recompiles).
-    mode, options: accepted for compatibility; unused so far.
+    options: {"passes": [names]} runs only those passes (in pipeline order); [] runs the
+      traced graph as it is (bit-for-bit eager results on the interpreter).
+    mode: accepted for compatibility; unused so far.
     disable: return fn unchanged.
     """
     if fn is None:
@@ -282,7 +290,7 @@ def compile(fn=None, *, backend: str = "auto", fullgraph: bool = True, dynamic: 
         call = fn._call_impl  # the uncompiled call, so model.compile() cannot recurse
     compiled = cls(call, backend=backend, fullgraph=fullgraph, dynamic=dynamic,
                    name=type(fn).__name__ if cls is CompiledModule else None,
-                   recompile_limit=recompile_limit)
+                   recompile_limit=recompile_limit, options=options)
     if cls is CompiledModule:
         compiled.__dict__["_module"] = fn
         compiled._arg_names = _arg_names(fn.forward)
