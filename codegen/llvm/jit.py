@@ -120,7 +120,7 @@ def register_provider(name: str, provide: Callable[[], None]) -> None:
     _PROVIDERS[name] = provide
 
 
-_PROVIDER_MODULES: tuple[str, ...] = ()  # filled in as provider modules land
+_PROVIDER_MODULES = ("parallel",)
 
 
 def _load_providers() -> None:
