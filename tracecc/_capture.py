@@ -177,7 +177,10 @@ def _finish(cf, tracer: Tracer, result, tensors, world, trace_ms) -> Captured:
     for t, before in tracer.grad_snapshot.values():
         t.grad = before
     tracer.grad_snapshot = {}
+    # drop every local reference to traced tensors (loop variables included), so that the
+    # tensors the function made from data are gone and _sources can tell they were constants
     del result, leaves, live, escaped, keep, grad_effects
+    t = g = before = after = ref = None  # noqa: F841
     sources = _sources(tracer)
     graph.notes.insert(0, f"traced {cf.__name__} at {cf._call_site}: {len(graph.nodes)} nodes, "
                           f"{trace_ms:.1f} ms")
@@ -308,8 +311,9 @@ class Entry:
         self.aot = aot
         self.modules = list(world.modules)
         self.optimizers = list(world.optimizers)
-        self.python_state = python_state(self.modules, self.optimizers)
-        self._python_desc = describe_python_state(self.modules, self.optimizers)
+        self.roots = list(world.roots)
+        self.python_state = python_state(self.modules, self.optimizers, self.roots)
+        self._python_desc = describe_python_state(self.modules, self.optimizers, self.roots)
         self.write_inputs = [graph.inputs.index(a) for a, _ in graph.writes]
         self.traced_at = traced_at
         self.objects: list = []  # identity-keyed argument objects, kept alive with the entry
@@ -326,7 +330,7 @@ class Entry:
         self.simple = not self.write_inputs and not grad_effects and aot is None
         self.single = spec.kind == "tensor"
         self.unguarded = not (self.tensor_checks or self.grad_checks or self.modules
-                              or self.optimizers)
+                              or self.optimizers or self.roots)
 
     def _build_checks(self):
         """Lifted tensors: same storage (else same shape/dtype), same requires_grad.
@@ -363,10 +367,10 @@ class Entry:
                         f"{'None' if was_none else 'a tensor'}")
             if shape is not None and (g._data.shape != shape or g._dtype is not dtype):
                 return f"%{name}: now {g.dtype.name}{list(g.shape)}, traced as {dtype.name}{list(shape)}"
-        if (self.modules or self.optimizers) and \
-                python_state(self.modules, self.optimizers) != self.python_state:
+        if (self.modules or self.optimizers or self.roots) and \
+                python_state(self.modules, self.optimizers, self.roots) != self.python_state:
             return first_difference(self._python_desc,
-                                    describe_python_state(self.modules, self.optimizers))
+                                    describe_python_state(self.modules, self.optimizers, self.roots))
         return None
 
     def compile(self, backend: str, sink, passes=None) -> None:

@@ -348,7 +348,13 @@ def guard_lines(entry) -> list[str]:
     for t, was_none, shape, dtype, name in entry.grad_checks:
         lines.append(f"{name} is {'None' if was_none else 'a tensor'}"
                      + (f" of type {_type(shape, dtype)}" if shape is not None else ""))
-    lines += [f"{field} == {value!r}" for field, value in entry._python_desc]
+    for field, value in entry._python_desc:
+        if field.endswith(" (identity)"):
+            lines.append(f"{field[:-11]}: the same object(s) as when traced")
+        elif field.endswith(" (entries)"):
+            lines.append(f"{field[:-10]} has {value} entries")
+        else:
+            lines.append(f"{field} == {value!r}")
     return lines
 
 

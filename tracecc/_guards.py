@@ -15,7 +15,6 @@ gives lifted inputs readable names (`fc1.weight`, `fc1.weight.grad`,
 from __future__ import annotations
 
 import types
-from collections import namedtuple
 
 from ._tensor import Tensor
 from .runtime.device import Device
@@ -159,6 +158,8 @@ def first_difference(old: list, new: list) -> str:
         if field not in old_d:
             return f"{field} is new ({value!r})"
         if old_d[field] != value:
+            if field.endswith(" (identity)"):
+                return f"{field[:-11]} is another object than when traced"
             return f"{field} changed: {old_d[field]!r} -> {value!r}"
     for field, value in old:
         if field not in dict(new):
@@ -184,6 +185,7 @@ class World:
         self.tensor_names: dict[int, str] = {}
         self.modules: list = []
         self.optimizers: list = []
+        self.roots: list = []  # (name, dict or cell, key, object) for globals/closure variables
         self._seen: set[int] = set()
         self._names: set[str] = set()
         self._anon = 0
@@ -212,8 +214,10 @@ class World:
         hit = self.by_array.get(id(arr))
         if hit is not None:
             return hit
+        # not found by the scan: a tensor read from elsewhere, or made inside the function
+        # from data (a constant). Which one is decided after the trace (_capture._sources).
         self._anon += 1
-        return self._name(f"t{self._anon - 1}"), "tensor", ("tensor", t)
+        return self._name(f"t{self._anon - 1}"), "tensor", ("tensor", None)
 
     def add_grads(self) -> None:
         """Name the current .grad of every tensor found: a trace may read it."""
@@ -270,13 +274,23 @@ class World:
             return
         for var, cell in zip(code.co_freevars, fn.__closure__ or ()):
             try:
-                self.scan(var, cell.cell_contents, depth)
+                value = cell.cell_contents
             except ValueError:  # empty cell
-                pass
+                continue
+            self._root(var, cell, None, value)
+            self.scan(var, value, depth)
         g = getattr(fn, "__globals__", {})
         for var in _global_names(code):
             if var in g and not isinstance(g[var], (types.ModuleType, type)):
+                self._root(var, g, var, g[var])
                 self.scan(var, g[var], depth)
+
+    def _root(self, name, holder, key, value) -> None:
+        """A closure variable or global naming a tensor, module or optimizer: a compiled call
+        checks it still names the same object (rebinding it means new state to lift)."""
+        if isinstance(value, Tensor) or _is_module(value) or _is_optimizer(value):
+            if all(value is not r[3] for r in self.roots):
+                self.roots.append((name, holder, key, value))
 
     def finish(self) -> None:
         """Optimizers last, so their parameters already have module names."""
@@ -295,37 +309,50 @@ class World:
 
     # ------------------------------------------------------------ guards on Python state
     def python_state(self):
-        """Module training flags and optimizer hyperparameters/scalar state: a trace bakes
-        them in, so a compiled call checks them."""
-        return python_state(self.modules, self.optimizers)
+        return python_state(self.modules, self.optimizers, self.roots)
 
 
-def python_state(modules, optimizers) -> tuple:
-    flags = tuple(m.training for _, m in modules)
-    opts = []
-    for _, opt in optimizers:
-        for group in opt.param_groups:
-            opts.append(tuple((k, v) for k, v in group.items()
-                              if k != "params" and isinstance(v, _SCALARS + (tuple,))))
-        for state in opt.state.values():
-            if isinstance(state, dict):
-                opts.append(tuple((k, v) for k, v in state.items() if isinstance(v, _SCALARS)))
-    return flags, tuple(opts)
-
-
-def describe_python_state(modules, optimizers) -> list[tuple[str, object]]:
-    out = [(f"{path}.training", m.training) for path, m in modules]
+def _state_items(modules, optimizers, roots):
+    """(field, value) pairs a trace baked in: module training flags and which parameter and
+    buffer objects they hold; optimizer hyperparameters, parameter lists, scalar state and
+    state tensor objects; whether the globals/closure variables still name the same objects."""
+    for path, m in modules:
+        yield f"{path}.training", m.training
+        yield f"{path} parameters (identity)", tuple(map(id, getattr(m, "_parameters", {}).values()))
+        yield f"{path} buffers (identity)", tuple(map(id, getattr(m, "_buffers", {}).values()))
     for oname, opt in optimizers:
         for gi, group in enumerate(opt.param_groups):
             for k, v in group.items():
-                if k != "params" and isinstance(v, _SCALARS + (tuple,)):
-                    out.append((f"{oname}.param_groups[{gi}][{k!r}]", v))
+                if k == "params":
+                    yield f"{oname}.param_groups[{gi}] params (identity)", tuple(map(id, v))
+                elif isinstance(v, _SCALARS + (tuple,)):
+                    yield f"{oname}.param_groups[{gi}][{k!r}]", v
+        yield f"{oname}.state (entries)", len(opt.state)
         for si, state in enumerate(opt.state.values()):
             if isinstance(state, dict):
                 for k, v in state.items():
-                    if isinstance(v, _SCALARS):
-                        out.append((f"{oname}.state[{si}][{k!r}]", v))
-    return out
+                    if isinstance(v, Tensor):
+                        yield f"{oname}.state[{si}][{k!r}] (identity)", id(v)
+                    elif isinstance(v, _SCALARS):
+                        yield f"{oname}.state[{si}][{k!r}]", v
+    for name, holder, key, obj in roots:
+        current = holder.get(key) if isinstance(holder, dict) else _cell(holder)
+        yield f"{name} (identity)", current is obj
+
+
+def _cell(cell):
+    try:
+        return cell.cell_contents
+    except ValueError:
+        return None
+
+
+def python_state(modules, optimizers, roots=()) -> tuple:
+    return tuple(v for _, v in _state_items(modules, optimizers, roots))
+
+
+def describe_python_state(modules, optimizers, roots=()) -> list[tuple[str, object]]:
+    return list(_state_items(modules, optimizers, roots))
 
 
 def _global_names(code) -> list[str]:
@@ -335,5 +362,3 @@ def _global_names(code) -> list[str]:
             names += [n for n in _global_names(const) if n not in names]
     return names
 
-
-ArgInfo = namedtuple("ArgInfo", "names")
