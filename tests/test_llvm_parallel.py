@@ -170,3 +170,20 @@ def test_sleeping_workers_wake_up(kernels):
 def test_threshold_helper():
     assert not parallel.worth_splitting(1_000)
     assert parallel.worth_splitting(10 * parallel.MIN_PARALLEL_WORK_NS) == (parallel.num_threads() > 1)
+
+
+def test_stress_back_to_back_restarts_and_sleeps(kernels):
+    """Many short jobs with workers alternately spinning and sleeping, across pool restarts:
+    a lost wake-up or a worker missing a job would hang here (the whole file runs in seconds)."""
+    fns, _ = kernels
+    default = parallel.pool_threads()
+    try:
+        for round_ in range(6):
+            parallel.set_num_threads(2 + round_ % 2)
+            parallel.set_spin_cycles(0 if round_ % 2 else parallel.DEFAULT_SPIN_CYCLES)
+            for n in range(1, 300, 7):
+                counts, _ = go(fns["run"], 0, n, 1)
+                assert np.all(counts == 1)
+    finally:
+        parallel.set_spin_cycles(parallel.DEFAULT_SPIN_CYCLES)
+        parallel.set_num_threads(default)

@@ -118,6 +118,7 @@ def _build_runtime(serial: bool) -> ir.Module:
     g_gen, g_pending, g_sleepers = glob("gen", I32), glob("pending", I32), glob("sleepers", I32)
     g_nworkers, g_busy, g_quit = glob("nworkers", I32), glob("busy", I32), glob("quit", I32)
     g_spin = glob("spin", I64, DEFAULT_SPIN_CYCLES)
+    g_start_gen = glob("start_gen", I32)  # gen when the workers were created: their first "seen"
     g_tids = ir.GlobalVariable(m, ir.ArrayType(I64, MAX_THREADS), "pool.tids")
     g_tids.linkage = "internal"
     g_tids.initializer = ir.Constant(ir.ArrayType(I64, MAX_THREADS), None)
@@ -197,7 +198,8 @@ def _build_runtime(serial: bool) -> ir.Module:
     worker.linkage = "internal"
     b = ir.IRBuilder(worker.append_basic_block("entry"))
     idx = b.ptrtoint(worker.args[0], I64)
-    seen0 = load(b, g_gen)
+    # not the current gen: a job may already have been issued before this thread got to run
+    seen0 = load(b, g_start_gen)
     entry_bb = b.block
     loop_bb = worker.append_basic_block("loop")
     b.branch(loop_bb)
@@ -277,9 +279,11 @@ def _build_runtime(serial: bool) -> ir.Module:
     b.position_at_end(ret_bb)
     b.ret_void()
 
-    # int tracecc_pool_start(i32 nthreads): start nthreads-1 workers; returns how many started
+    # int tracecc_pool_start(i32 nthreads): start nthreads-1 workers; returns how many started.
+    # Workers are published (nworkers) only once all exist, so no job can miss one.
     start_fn = ir.Function(m, ir.FunctionType(I32, [I32]), "tracecc_pool_start")
     b = ir.IRBuilder(start_fn.append_basic_block("entry"))
+    store(b, load(b, g_gen, "seq_cst"), g_start_gen, "seq_cst")
     want = b.sub(start_fn.args[0], I32(1))
     loop_bb, body_bb, out_bb = (start_fn.append_basic_block(s) for s in ("loop", "body", "out"))
     b.branch(loop_bb)
@@ -294,12 +298,11 @@ def _build_runtime(serial: bool) -> ir.Module:
     ok_bb = start_fn.append_basic_block("ok")
     b.cbranch(b.icmp_signed("==", rc, I32(0)), ok_bb, out_bb)
     b.position_at_end(ok_bb)
-    i2 = b.add(i, I32(1))
-    i.add_incoming(i2, ok_bb)
-    store(b, i2, g_nworkers)
+    i.add_incoming(b.add(i, I32(1)), ok_bb)
     b.branch(loop_bb)
     b.position_at_end(out_bb)
-    b.ret(load(b, g_nworkers))
+    store(b, i, g_nworkers, "seq_cst")
+    b.ret(i)
 
     # void tracecc_pool_stop(): tell the workers to quit and join them
     stop = ir.Function(m, ir.FunctionType(VOID, []), "tracecc_pool_stop")
