@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import time
 import types
 
 from . import _grad_mode
@@ -178,7 +179,9 @@ class CompiledFunction:
         paths = [_arg_path(p, self._arg_names) for p in paths]
         sink = _logging.Sink(self.__name__)
         self.traces += 1
+        t0 = time.perf_counter()
         captured = capture(self, args, kwargs, tensors, paths, world)
+        t1 = time.perf_counter()
         if captured.entry is None:
             msg = f"{self.__name__} at {self._call_site}: {captured.reason}"
             self.fallbacks.append(msg)
@@ -195,6 +198,11 @@ class CompiledFunction:
         entry.objects = objects
         entry.arg_desc = describe_args(args, kwargs, self._arg_names, _grad_mode._enabled)
         entry.compile(self.backend, sink, self.options.get("passes"))
+        t2 = time.perf_counter()
+        _logging.log("perf", f"{self.__name__}: traced {len(entry.graph.nodes)} nodes in "
+                             f"{(t1 - t0) * 1e3:.1f} ms; passes and backend {entry.backend!r} in "
+                             f"{(t2 - t1) * 1e3:.1f} ms; {len(entry.final)} graph(s), "
+                             f"{sum(len(g.nodes) for g in entry.final)} nodes")
         _write_extras(sink, entry)
         _logging.log("guards", f"{self.__name__}: " + "; ".join(guard_lines(entry)))
         self._cache.setdefault(key, []).append(entry)
