@@ -185,6 +185,17 @@ def test_traced_op_round_trip_and_gradients(name, fn, arrays):
         check_gradients(fn, arrays, [a.dtype.kind == "f" for a in arrays])
 
 
+def test_in_place_ops_on_tensors_with_history_keep_the_old_value_for_backward():
+    def f(x):
+        h = x * 2
+        h.mul_(3)  # the node of mul_ keeps h's old value for its gradient
+        h.pow_(2)
+        return h.sum()
+
+    check_round_trip(f, [tc.tensor(_f(4))])
+    check_gradients(f, [_f(4)], [True])
+
+
 def test_functionalised_views_and_inplace_match_eager_exactly():
     x = tc.tensor(_f(3, 4))
     cf = check_round_trip(_inplace, [x])

@@ -66,6 +66,12 @@ class Sym:
     def dtype(self):
         return self.value.type.dtype.np
 
+    def copy(self) -> "Sym":
+        """A snapshot (as ndarray.copy()): a new storage holding the current value, which
+        later in-place updates of this one do not change. No node: values are immutable."""
+        tracer = _tensor_mod._tracer
+        return tracer._sym(self.value) if tracer is not None else Sym(self.value)
+
     def __repr__(self) -> str:
         return f"%{self.value.name}: {self.value.type}"
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import weakref
 
-import numpy as np
-
 from .runtime.errors import AutogradError, InplaceError
 from .runtime.registry import ops
 from . import _grad_mode
@@ -92,8 +90,7 @@ class Node:
         for i, x in enumerate(inputs):
             if x is t and versions[i] == t._version[0] and (saves is None or i in saves):
                 old = t._alias()
-                if isinstance(old._data, np.ndarray):  # traced values are never overwritten
-                    old._data = old._data.copy()
+                old._data = old._data.copy()  # an ndarray, or a traced value's snapshot
                 old._version = [0]
                 old.requires_grad, old.grad_fn = t.requires_grad, t.grad_fn
                 inputs[i], versions[i] = old, 0
