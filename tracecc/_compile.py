@@ -212,6 +212,9 @@ class CompiledFunction:
     def _world(self, args, kwargs) -> World:
         world = World()
         fn = self._fn
+        module = self.__dict__.get("_module")
+        if module is not None:  # compile(model): its parameters are "fc1.weight", not "self..."
+            world.scan("", module)
         if hasattr(fn, "named_parameters") and hasattr(fn, "training"):
             world.scan("", fn)
         else:

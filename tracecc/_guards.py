@@ -348,7 +348,31 @@ def _cell(cell):
 
 
 def python_state(modules, optimizers, roots=()) -> tuple:
-    return tuple(v for _, v in _state_items(modules, optimizers, roots))
+    """The values of _state_items, without the names: this runs on every compiled call."""
+    vals = []
+    add = vals.append
+    for _, m in modules:
+        add(m.training)
+        add(tuple(map(id, getattr(m, "_parameters", {}).values())))
+        add(tuple(map(id, getattr(m, "_buffers", {}).values())))
+    for _, opt in optimizers:
+        for group in opt.param_groups:
+            for k, v in group.items():
+                if k == "params":
+                    add(tuple(map(id, v)))
+                elif isinstance(v, _SCALARS + (tuple,)):
+                    add(v)
+        add(len(opt.state))
+        for state in opt.state.values():
+            if isinstance(state, dict):
+                for v in state.values():
+                    if isinstance(v, Tensor):
+                        add(id(v))
+                    elif isinstance(v, _SCALARS):
+                        add(v)
+    for _, holder, key, obj in roots:
+        add((holder.get(key) if isinstance(holder, dict) else _cell(holder)) is obj)
+    return tuple(vals)
 
 
 def describe_python_state(modules, optimizers, roots=()) -> list[tuple[str, object]]:
