@@ -120,7 +120,7 @@ def register_provider(name: str, provide: Callable[[], None]) -> None:
     _PROVIDERS[name] = provide
 
 
-_PROVIDER_MODULES = ("parallel",)
+_PROVIDER_MODULES = ("parallel", "matmul")
 
 
 def _load_providers() -> None:
