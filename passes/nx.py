@@ -28,7 +28,8 @@ def to_networkx(graph: Graph) -> nx.DiGraph:
 
 
 def _quote(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A DOT string; newlines in s become DOT's line breaks."""
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 def to_dot(graph: Graph, *, show_params: bool = False) -> str:
@@ -45,15 +46,15 @@ def to_dot(graph: Graph, *, show_params: bool = False) -> str:
     kernel_of = {m: k for k in graph.kernels for m in k.members}
     body: dict[object, list[str]] = {}
     for v in graph.inputs:
-        label = f"%{v.name}\\n{format_type(v)}" + (f"\\n{v.role}" if v.role != "arg" else "")
+        label = f"%{v.name}\n{format_type(v)}" + (f"\n{v.role}" if v.role != "arg" else "")
         body.setdefault(kernel_of.get(v), []).append(
             f"{ident(v)} [label={_quote(label)}, shape=ellipse, fillcolor=lightblue];")
     for n in graph.nodes:
-        label = f"{n.op}\\n%{n.out.name}: {format_type(n.out)}"
+        label = f"{n.op}\n%{n.out.name}: {format_type(n.out)}"
         if show_params and n.params:
-            label += "\\n" + ", ".join(f"{k}={format_literal(p)}" for k, p in n.params.items())
+            label += "\n" + ", ".join(f"{k}={format_literal(p)}" for k, p in n.params.items())
         if n.loc:
-            label += f"\\n{n.loc.rsplit('/', 1)[-1]}"
+            label += f"\n{n.loc.rsplit('/', 1)[-1]}"
         color = "lightyellow" if n.region == "backward" else "white"
         body.setdefault(kernel_of.get(n.out), []).append(
             f"{ident(n.out)} [label={_quote(label)}, fillcolor={color}];")

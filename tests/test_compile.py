@@ -178,6 +178,18 @@ def test_tensors_made_from_data_inside_are_constants():
     assert f.traces == 1 and [v.role for v in inputs] == ["arg", "const"] and inputs[1].name == "c0"
 
 
+def test_updates_to_a_tensor_made_inside_do_not_carry_over_to_the_next_call():
+    @tc.compile(**REF)
+    def f(x):
+        t = tc.tensor([1.0, 2.0])
+        t.add_(x)
+        return t * 1
+
+    for _ in range(3):
+        np.testing.assert_array_equal(f(tc.ones(2)).numpy(), [2, 3])
+    assert not f.graphs[0].writes
+
+
 def test_random_numbers_are_drawn_per_call_like_eager():
     def f(x):
         return x + tc.rand(3) + tc.randn(3)

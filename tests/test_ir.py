@@ -191,6 +191,7 @@ def test_networkx_view_and_dot_with_kernel_clusters():
     dot = to_dot(g)
     assert dot.startswith('digraph "mlp" {') and 'subgraph "cluster_k0"' in dot
     assert "writes" in dot and "loss" in dot
+    assert '[label="relu\\n%3: f32[4,2]\\nmlp.py:11", fillcolor=white]' in dot  # DOT line breaks
 
 
 def test_split_joint_into_forward_and_backward():

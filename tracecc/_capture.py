@@ -18,11 +18,10 @@ import time
 import numpy as np
 
 from . import _grad_mode
-from . import _logging
 from . import _tensor as _tensor_mod
 from ._guards import Spec, describe_python_state, first_difference, flatten, python_state
-from ._tensor import Tensor, _make
-from ._trace import Sym, Tracer, apply_writes, short_location
+from ._tensor import _make
+from ._trace import Sym, Tracer, apply_writes
 from .autograd import Node as AutogradNode
 from .autograd import run_backward
 from .codegen.backends import get_backend
@@ -182,6 +181,8 @@ def _finish(cf, tracer: Tracer, result, tensors, world, trace_ms) -> Captured:
     del result, leaves, live, escaped, keep, grad_effects
     t = g = before = after = ref = None  # noqa: F841
     sources = _sources(tracer)
+    # a constant's storage dies with the call that made it: updates to it are not kept
+    graph.writes = [(a, b) for a, b in graph.writes if a.role != "const"]
     graph.notes.insert(0, f"traced {cf.__name__} at {cf._call_site}: {len(graph.nodes)} nodes, "
                           f"{trace_ms:.1f} ms")
     entry = Entry(cf.__name__, graph, sources, spec, out_dtypes, effects, aot, world,
