@@ -115,6 +115,18 @@ def test_lifted_tensor_shape_change_and_grad_state_are_guards():
     assert step.traces == 2
 
 
+def test_a_compiled_optimizer_step_sees_grads_appear():
+    p = nn.Parameter(tc.ones(2))
+    opt = optim.SGD([p], lr=0.5)
+    step = tc.compile(opt.step, **REF)
+    step()  # p.grad is None: SGD skips p
+    np.testing.assert_array_equal(p.detach().numpy(), [1, 1])
+    p.grad = tc.ones(2)
+    step()  # a guard on `p.grad is None` makes this trace again
+    np.testing.assert_array_equal(p.detach().numpy(), [0.5, 0.5])
+    assert step.traces == 2
+
+
 def test_optimizer_hyperparameter_change_recompiles(monkeypatch, capsys):
     monkeypatch.setenv("TRACECC_LOGS", "recompiles")
     p = nn.Parameter(tc.ones(2))

@@ -323,6 +323,8 @@ class Entry:
         self.backend = None
         self.final: list = []
         self.spent = None  # outputs whose graph the function's backward() consumed
+        self._world_tensors = list(world.tensors.values())
+        self._world_names = dict(world.tensor_names)
         self._spent_prim = Primitive(f"compiled_{name}", "matmul", None, None, _spent_vjp,
                                      saves=None)
         self._build_checks()
@@ -347,6 +349,12 @@ class Entry:
         for t, _, name in self.grad_effects:
             if id(t) not in watched:
                 watched.add(id(t))
+                self.grad_checks.append((t, t.grad is None, None, None, name))
+        # code may branch on `p.grad is None` (optimizers skip such parameters)
+        for t in self._world_tensors:
+            if t.requires_grad and id(t) not in watched:
+                watched.add(id(t))
+                name = f"{self._world_names.get(id(t), 'tensor')}.grad"
                 self.grad_checks.append((t, t.grad is None, None, None, name))
 
     def failure(self) -> str | None:
