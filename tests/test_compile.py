@@ -245,6 +245,23 @@ def test_escaping_tensors_are_made_real_and_the_next_call_traces_again():
     assert step.traces == 2 and "escaped" in step.fallbacks[0]
 
 
+def test_python_side_effects_the_graph_cannot_replay_are_not_cached():
+    p = nn.Parameter(tc.ones(2))
+    opt = tc.optim.SGD([p], lr=1.0)
+
+    @tc.compile(**REF)
+    def step():
+        opt.param_groups[0]["lr"] *= 0.5  # a schedule inside the step: plain Python state
+        p.grad = tc.ones(2)
+        opt.step()
+
+    for _ in range(3):
+        step()
+    np.testing.assert_array_equal(p.detach().numpy(), [1 - 0.5 - 0.25 - 0.125] * 2)
+    assert not step._entries and "changed Python state" in step.fallbacks[0]
+    assert "param_groups[0]['lr'] changed: 1.0 -> 0.5" in step.fallbacks[0]
+
+
 # ---------------------------------------------------------------- compiled backward graphs
 def test_forward_compile_gets_a_backward_graph():
     tc.manual_seed(0)

@@ -56,6 +56,7 @@ def capture(cf, args, kwargs, tensors, arg_paths, world) -> Captured:
             tracer.lift(t, role="arg", name=path, source=("arg", i))
     for t in world.tensors.values():
         tracer.grad_snapshot.setdefault(id(t), (t, t.grad))
+    tracer.python_before = describe_python_state(world.modules, world.optimizers, world.roots)
     t0 = time.perf_counter()
     _tensor_mod._tracer = tracer
     try:
@@ -127,6 +128,12 @@ def _finish(cf, tracer: Tracer, result, tensors, world, trace_ms) -> Captured:
                     and t.grad_fn is None:
                 problems.append(f"requires_grad of %{lf.input.name} changed inside the function")
                 break
+
+    # Python state the graph would not replay (a scheduler changing the lr, a step counter)
+    after = describe_python_state(world.modules, world.optimizers, world.roots)
+    if after != tracer.python_before:
+        problems.append(f"the function changed Python state a graph cannot replay "
+                        f"({first_difference(tracer.python_before, after)})")
 
     # escapes: symbolic tensors still alive that are not outputs, grads or lifted aliases
     keep = {id(t) for t in leaves} | _history_tensors(leaves)
