@@ -174,9 +174,10 @@ def _channel_view(t: Tensor, ndim: int) -> Tensor:
 
 def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
                weight: Tensor | None = None, bias: Tensor | None = None, training: bool = False,
-               momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+               momentum: float | Tensor = 0.1, eps: float = 1e-5) -> Tensor:
     """Normalise over every dimension but 1 (channels). In training, batch statistics are
-    used and the running ones updated in place (unbiased variance, as PyTorch)."""
+    used and the running ones updated in place (unbiased variance, as PyTorch). momentum may
+    be a 0-d tensor (BatchNorm's cumulative average keeps it one, so tracing needs no .item())."""
     if input.ndim < 2:
         raise ShapeError(f"batch_norm: expected at least 2-d input (N, C, ...), got shape "
                          f"{list(input.shape)}")

@@ -3,6 +3,7 @@ LayerNorm and GroupNorm. Affine weights start at ones, biases at zeros (as PyTor
 
 from __future__ import annotations
 
+from .. import _functions as T
 from .. import _grad_mode
 from ..creation import empty, ones, tensor, zeros
 from ..runtime import dtypes
@@ -58,8 +59,8 @@ class _BatchNorm(Module):
         if self.training and self.track_running_stats:
             with _grad_mode.no_grad():
                 self.num_batches_tracked.add_(1)
-            if self.momentum is None:  # cumulative moving average
-                momentum = 1.0 / float(self.num_batches_tracked.item())
+            if self.momentum is None:  # cumulative moving average; a tensor, so no .item()
+                momentum = T.div(1.0, self.num_batches_tracked)
         # batch statistics while training, or whenever there are no running ones
         use_batch_stats = self.training or self.running_mean is None
         track = not self.training or self.track_running_stats
