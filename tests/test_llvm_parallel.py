@@ -102,19 +102,19 @@ def test_every_index_exactly_once(kernels, start, end, grain):
     cs = chunks(lens)
     if end > start:
         assert cs[0][0] == start and cs[-1][1] == end
-        assert all(a[1] == b[0] for a, b in zip(cs, cs[1:]))  # contiguous, in order
+        assert all(a[1] == b[0] for a, b in zip(cs, cs[1:]))  # chunks tile the range
         g = max(grain, 1)
         assert all((e - s) % g == 0 for s, e in cs[:-1])  # whole grains except the last
-        assert len(cs) <= parallel.pool_threads()
+        assert len(cs) <= parallel.CHUNKS_PER_THREAD * parallel.pool_threads()
     else:
         assert cs == []
 
 
-def test_large_range_uses_every_thread(kernels):
+def test_large_range_is_cut_into_chunks_for_every_thread(kernels):
     fns, _ = kernels
     n = parallel.pool_threads()
     _, lens = go(fns["run"], 0, 10_000, 1)
-    assert len(chunks(lens)) == n
+    assert len(chunks(lens)) == parallel.CHUNKS_PER_THREAD * n
 
 
 def test_nested_call_runs_inline(kernels):
@@ -150,7 +150,8 @@ def test_other_thread_counts(kernels, threads):
         parallel.set_num_threads(threads)
         assert parallel.pool_threads() == threads
         counts, lens = go(fns["run"], 0, 1001, 1)
-        assert np.all(counts == 1) and len(chunks(lens)) == threads
+        assert np.all(counts == 1)
+        assert len(chunks(lens)) == (1 if threads == 1 else parallel.CHUNKS_PER_THREAD * threads)
     finally:
         parallel.set_num_threads(default)
     assert parallel.pool_threads() == default

@@ -47,6 +47,9 @@ MIN_PARALLEL_WORK_NS = 50_000
 # Idle workers spin this many cycle-counter ticks (~70-100 us here) before sleeping on a
 # futex: long enough to bridge the gaps between the kernels of one training step.
 DEFAULT_SPIN_CYCLES = 200_000
+# Jobs are cut into up to this many chunks per thread, claimed dynamically: a thread that
+# is descheduled (a busy shared machine) delays a job by one chunk at most.
+CHUNKS_PER_THREAD = 4
 
 I8, I32, I64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
 PTR = ir.PointerType(I8)
@@ -115,7 +118,11 @@ def _build_runtime(serial: bool) -> ir.Module:
 
     g_fn, g_ctx = glob("fn", PTR, None), glob("ctx", PTR, None)
     g_start, g_end, g_chunk = glob("start", I64), glob("end", I64), glob("chunk", I64)
-    g_gen, g_pending, g_sleepers = glob("gen", I32), glob("pending", I32), glob("sleepers", I32)
+    g_gen, g_done, g_sleepers = glob("gen", I32), glob("done", I32), glob("sleepers", I32)
+    g_nchunks = glob("nchunks", I32)
+    # (job generation << 32) | next unclaimed chunk: claiming with one compare-and-swap on
+    # this word means a late worker can never take a chunk of a newer job with stale params
+    g_claim = glob("claim", I64)
     g_nworkers, g_busy, g_quit = glob("nworkers", I32), glob("busy", I32), glob("quit", I32)
     g_spin = glob("spin", I64, DEFAULT_SPIN_CYCLES)
     g_start_gen = glob("start_gen", I32)  # gen when the workers were created: their first "seen"
@@ -138,27 +145,16 @@ def _build_runtime(serial: bool) -> ir.Module:
         b.call(syscall, [I64(_SYS_FUTEX), addr, I64(op), b.zext(val, I64) if val.type == I32 else val,
                          ir.Constant(PTR, None), ir.Constant(PTR, None), I64(0)])
 
+    def size(ty):
+        return ty.width // 8 if isinstance(ty, ir.IntType) else 8
+
+    # Every access to a shared word is atomic (monotonic where ordering comes from elsewhere),
+    # so reads that race with the next job's writes are defined, and the CAS on g_claim decides.
     def load(b, g, order="acquire"):
-        return b.load_atomic(g, order, g.value_type.width // 8)
+        return b.load_atomic(g, order, size(g.value_type))
 
     def store(b, v, g, order="release"):
-        b.store_atomic(v, g, order, v.type.width // 8)
-
-    def run_chunk(b, fn, idx):
-        """body(ctx, start + idx*chunk, min(that + chunk, end)) if non-empty."""
-        f = b.load(g_fn)
-        c = b.load(g_ctx)
-        st, en, ch = b.load(g_start), b.load(g_end), b.load(g_chunk)
-        s = b.add(st, b.mul(idx, ch))
-        e = b.add(s, ch)
-        e = b.select(b.icmp_signed("<", e, en), e, en)
-        run_bb = fn.append_basic_block("chunk.run")
-        done_bb = fn.append_basic_block("chunk.done")
-        b.cbranch(b.icmp_signed("<", s, e), run_bb, done_bb)
-        b.position_at_end(run_bb)
-        b.call(b.bitcast(f, BODY_TYPE.as_pointer()), [c, s, e])
-        b.branch(done_bb)
-        b.position_at_end(done_bb)
+        b.store_atomic(v, g, order, size(v.type))
 
     def wait_until_changed(b, fn, g, old, name):
         """Spin (with pause) for up to `spin` cycles until *g != old, then sleep on the futex."""
@@ -193,12 +189,41 @@ def _build_runtime(serial: bool) -> ir.Module:
         b.branch(out_bb)
         b.position_at_end(out_bb)
 
-    # worker(ptr arg): arg is the worker's index (1..n-1) smuggled in the pointer
+    def claim_and_run(b, fn, name):
+        """Claim chunks of the current job until none is left, running each; returns after
+        the last claim attempt. Each finished chunk counts in `done`; whoever finishes the
+        job's last chunk wakes a caller sleeping on `done`."""
+        loop_bb, try_bb, run_bb, out_bb = (fn.append_basic_block(f"{name}.{x}")
+                                           for x in ("claim", "try", "run", "out"))
+        b.branch(loop_bb)
+        b.position_at_end(loop_bb)
+        w = load(b, g_claim)
+        nch = b.zext(load(b, g_nchunks, "monotonic"), I64)  # the CAS below validates it
+        idx = b.and_(w, I64(0xFFFFFFFF))
+        b.cbranch(b.icmp_unsigned("<", idx, nch), try_bb, out_bb)
+        b.position_at_end(try_bb)
+        st, en, ch, f, c = (load(b, g, "monotonic") for g in (g_start, g_end, g_chunk, g_fn, g_ctx))
+        ok = b.extract_value(b.cmpxchg(g_claim, w, b.add(w, I64(1)), "acq_rel", "monotonic"), 1)
+        b.cbranch(ok, run_bb, loop_bb)
+        b.position_at_end(run_bb)
+        lo = b.add(st, b.mul(idx, ch))
+        hi = b.add(lo, ch)
+        hi = b.select(b.icmp_signed("<", hi, en), hi, en)
+        b.call(b.bitcast(f, BODY_TYPE.as_pointer()), [c, lo, hi])
+        finished = b.add(b.atomic_rmw("add", g_done, I32(1), "acq_rel"), I32(1))
+        last_bb = fn.append_basic_block(f"{name}.last")
+        b.cbranch(b.icmp_unsigned("==", b.zext(finished, I64), nch), last_bb, loop_bb)
+        b.position_at_end(last_bb)
+        futex(b, g_done, _FUTEX_WAKE, I32(1))
+        b.branch(loop_bb)
+        b.position_at_end(out_bb)
+
+    # worker(ptr arg): wait for a new job, claim chunks, repeat. A worker that wakes late
+    # finds the chunks taken (the caller runs unclaimed chunks itself) and just waits again,
+    # so a descheduled worker never holds a job up unless it is inside a chunk.
     worker = ir.Function(m, ir.FunctionType(PTR, [PTR]), "tracecc_pool_worker")
     worker.linkage = "internal"
     b = ir.IRBuilder(worker.append_basic_block("entry"))
-    idx = b.ptrtoint(worker.args[0], I64)
-    # not the current gen: a job may already have been issued before this thread got to run
     seen0 = load(b, g_start_gen)
     entry_bb = b.block
     loop_bb = worker.append_basic_block("loop")
@@ -213,14 +238,7 @@ def _build_runtime(serial: bool) -> ir.Module:
     b.position_at_end(quit_bb)
     b.ret(ir.Constant(PTR, None))
     b.position_at_end(work_bb)
-    run_chunk(b, worker, idx)
-    left = b.atomic_rmw("sub", g_pending, I32(1), "acq_rel")
-    last_bb, next_bb = worker.append_basic_block("last"), worker.append_basic_block("next")
-    b.cbranch(b.icmp_unsigned("==", left, I32(1)), last_bb, next_bb)
-    b.position_at_end(last_bb)
-    futex(b, g_pending, _FUTEX_WAKE, I32(1))
-    b.branch(next_bb)
-    b.position_at_end(next_bb)
+    claim_and_run(b, worker, "w")
     seen.add_incoming(now, b.block)
     b.branch(loop_bb)
 
@@ -245,33 +263,34 @@ def _build_runtime(serial: bool) -> ir.Module:
     got = b.extract_value(b.cmpxchg(g_busy, I32(0), I32(1), "acquire", "monotonic"), 1)
     b.cbranch(got, par_bb, serial_bb)
     b.position_at_end(par_bb)
-    # threads used = min(workers + 1, ceil(n / grain)); chunk = ceil(n / t) rounded up to grain
+    # chunks = min(CHUNKS_PER_THREAD * threads, ceil(n / grain)), each a whole number of grains
     blocks = b.sdiv(b.add(n, b.sub(grain1, I64(1))), grain1)
-    t = b.add(nw, I64(1))
-    t = b.select(b.icmp_signed("<", blocks, t), blocks, t)
-    per = b.sdiv(b.add(blocks, b.sub(t, I64(1))), t)
-    b.store(b.bitcast(body, PTR), g_fn)
-    b.store(ctx, g_ctx)
-    b.store(start, g_start)
-    b.store(end, g_end)
-    b.store(b.mul(per, grain1), g_chunk)
-    b.store_atomic(b.trunc(nw, I32), g_pending, "release", 4)
-    b.atomic_rmw("add", g_gen, I32(1), "seq_cst")
+    want = b.mul(b.add(nw, I64(1)), I64(CHUNKS_PER_THREAD))
+    want = b.select(b.icmp_signed("<", blocks, want), blocks, want)
+    per = b.sdiv(b.add(blocks, b.sub(want, I64(1))), want)
+    chunk = b.mul(per, grain1)
+    nchunks = b.sdiv(b.add(n, b.sub(chunk, I64(1))), chunk)
+    for v, g in ((b.bitcast(body, PTR), g_fn), (ctx, g_ctx), (start, g_start), (end, g_end),
+                 (chunk, g_chunk), (b.trunc(nchunks, I32), g_nchunks), (I32(0), g_done)):
+        store(b, v, g, "monotonic")
+    newgen = b.add(load(b, g_gen, "monotonic"), I32(1))
+    store(b, b.shl(b.zext(newgen, I64), I64(32)), g_claim, "seq_cst")
+    store(b, newgen, g_gen, "seq_cst")
     wake_bb, run0_bb = pfor.append_basic_block("wake"), pfor.append_basic_block("run0")
     b.cbranch(b.icmp_unsigned("!=", load(b, g_sleepers, "seq_cst"), I32(0)), wake_bb, run0_bb)
     b.position_at_end(wake_bb)
     futex(b, g_gen, _FUTEX_WAKE, I32(0x7FFFFFFF))
     b.branch(run0_bb)
     b.position_at_end(run0_bb)
-    run_chunk(b, pfor, I64(0))
-    # wait for the workers: pending counts down to 0
+    claim_and_run(b, pfor, "c")
+    # every chunk is claimed; wait for those still running on workers
     chk_bb, wait_bb, done_bb = (pfor.append_basic_block(s) for s in ("join.check", "join.wait", "join.done"))
     b.branch(chk_bb)
     b.position_at_end(chk_bb)
-    p = load(b, g_pending)
-    b.cbranch(b.icmp_unsigned("==", p, I32(0)), done_bb, wait_bb)
+    d = load(b, g_done)
+    b.cbranch(b.icmp_unsigned("==", b.zext(d, I64), nchunks), done_bb, wait_bb)
     b.position_at_end(wait_bb)
-    wait_until_changed(b, pfor, g_pending, p, "j")
+    wait_until_changed(b, pfor, g_done, d, "j")
     b.branch(chk_bb)
     b.position_at_end(done_bb)
     store(b, I32(0), g_busy)
@@ -329,7 +348,7 @@ def _build_runtime(serial: bool) -> ir.Module:
     # void tracecc_pool_forget(): after fork() the workers are gone; run serially from now on
     forget = ir.Function(m, ir.FunctionType(VOID, []), "tracecc_pool_forget")
     b = ir.IRBuilder(forget.append_basic_block("entry"))
-    for g in (g_nworkers, g_busy, g_pending, g_sleepers):
+    for g in (g_nworkers, g_busy, g_sleepers):
         store(b, I32(0), g)
     b.ret_void()
 
