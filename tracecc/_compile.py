@@ -23,6 +23,7 @@ import inspect
 import os
 import time
 import types
+import weakref
 
 from . import _grad_mode
 from . import _logging
@@ -248,13 +249,17 @@ class CompiledFunction:
     def __get__(self, obj, objtype=None):  # @compile on a method binds like a function
         if obj is None:
             return self
-        bound = self.__dict__.setdefault("_bound", {})
-        key = id(obj)
-        if key not in bound:
-            bound[key] = CompiledFunction(self._fn.__get__(obj, objtype), backend=self.backend,
-                                          fullgraph=self.fullgraph, dynamic=self.dynamic,
-                                          name=self.__name__, options=self.options)
-        return bound[key]
+        bound = self.__dict__.setdefault("_bound", {})  # id(obj) -> (weakref to obj, compiled)
+        hit = bound.get(id(obj))
+        if hit is None or hit[0]() is not obj:
+            try:
+                ref = weakref.ref(obj, lambda _, key=id(obj): bound.pop(key, None))
+            except TypeError:  # not weak-referenceable: keep it alive with its graphs
+                ref = (lambda o: lambda: o)(obj)
+            hit = bound[id(obj)] = (ref, CompiledFunction(
+                self._fn.__get__(obj, objtype), backend=self.backend, fullgraph=self.fullgraph,
+                dynamic=self.dynamic, name=self.__name__, options=self.options))
+        return hit[1]
 
 
 class CompiledModule(CompiledFunction):

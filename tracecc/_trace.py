@@ -90,10 +90,6 @@ class Lifted:
         self.requires_grad = None
 
 
-class Break(Exception):
-    """Internal: unwinds a trace that cannot continue (never reaches the user)."""
-
-
 def short_location() -> str:
     """The user's file:line, relative to the working directory when inside it."""
     loc = user_location()
