@@ -142,3 +142,27 @@ class IRVerifyError(TraceccError, ValueError):
 
 
 ERROR_CLASSES += [DataDependentError, UnsupportedError, RecompileError, IRParseError, IRVerifyError]
+
+
+# GPU: the CUDA driver and the Triton backend (TC30x)
+class CudaUnavailableError(DeviceError):
+    """No usable CUDA driver (libcuda) or no NVIDIA device on this machine."""
+    code = "TC301"
+
+
+class CudaDriverError(TraceccError, RuntimeError):
+    """A CUDA driver API call failed; names the call and the CUDA error."""
+    code = "TC302"
+
+
+class CudaOutOfMemoryError(CudaDriverError):
+    """The device has no memory left for an allocation, even after emptying the cache."""
+    code = "TC303"
+
+
+class TritonUnavailableError(TraceccError, ImportError):
+    """The Triton backend was asked for but the `triton` package is not installed."""
+    code = "TC304"
+
+
+ERROR_CLASSES += [CudaUnavailableError, CudaDriverError, CudaOutOfMemoryError, TritonUnavailableError]
