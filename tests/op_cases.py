@@ -346,6 +346,20 @@ case("a & b (bool)", lambda m, a, b: a & b, np.logical_and, nary("bool", "bool")
 case("~x (bool)", lambda m, x: ~x, np.logical_not, unary("bool"), grad=False)
 case("isnan", lambda m, x: m.isnan(m.log(x)), lambda x: np.isnan(np.log(x)), unary(), grad=False)
 
+# creation inside an expression
+# (refs pick numpy dtypes that give PyTorch's promotion: int64 arange + float32 x is float32)
+case("x + arange", lambda m, x: x + m.arange(x.shape[-1]),
+     lambda x: x + np.arange(x.shape[-1]).astype(x.dtype if x.dtype.kind == "f" else np.int64),
+     unary(min_dims=1), ints=True)
+case("x * arange(float)", lambda m, x: x * m.arange(0.5, x.shape[-1] + 0.5, 1.0),
+     lambda x: x * np.arange(0.5, x.shape[-1] + 0.5, 1.0, dtype=np.float32), unary(min_dims=1))
+
+# casts
+case("to(float64)", lambda m, x: x.to(m.float64), lambda x: x.astype(np.float64), unary(),
+     grad=False, ints=True)
+case("int()", lambda m, x: x.int(), lambda x: x.astype(np.int32), unary(), grad=False, ints=True)
+case("bool()", lambda m, x: x.bool(), lambda x: x.astype(bool), unary(), grad=False, ints=True)
+
 # selection
 case("where", lambda m, c, a, b: m.where(c, a, b), np.where,
      nary("bool", "real", "real"), ints=True)

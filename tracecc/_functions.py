@@ -654,6 +654,8 @@ def nonzero(input, *, as_tuple=False):
 
 # ---------------------------------------------------------------- small creation helpers
 def full_(shape, value, dtype) -> Tensor:
+    if builtins.min(shape, default=0) < 0:
+        P["full"].meta(tuple(shape), value, dtype)  # raises, naming the shape
     if _tensor_mod._tracer is None:
         return _make(np.full(shape, value, dtype=dtype.np), dtype)
     return apply(P["full"], (), {"shape": tuple(shape), "value": value, "dtype": dtype})

@@ -36,7 +36,7 @@ def _normalize_items(x: Tensor, index):
         index = (index,)
     items = []
     for item in index:
-        if isinstance(item, (list, np.ndarray)):
+        if isinstance(item, (list, np.ndarray, bool, np.bool_)):
             item = Tensor(item)
         if _is_mask(item) and item.ndim == 0:
             # x[True] adds a dimension, x[False] adds one of size 0

@@ -63,6 +63,17 @@ def _make(data, dtype: DType | None = None) -> "Tensor":
     return t
 
 
+def _float_mode(data: np.ndarray) -> str:
+    """PyTorch prints integral floats as "1., 2." and others with 4 decimals, switching to
+    scientific notation by the same rule numpy uses."""
+    if data.dtype.kind != "f":
+        return "maxprec"
+    finite = np.abs(data[np.isfinite(data)])
+    nonzero = finite[finite != 0]
+    sci = nonzero.size and (nonzero.max() >= 1e8 or nonzero.max() / nonzero.min() > 1000)
+    return "maxprec" if np.all(finite == np.round(finite)) and not sci else "fixed"
+
+
 def as_tensor_list(x) -> list:
     if isinstance(x, Tensor):
         return [x]
@@ -237,7 +248,7 @@ class Tensor:
             if self._dtype in dtypes.STORAGE_ONLY:
                 data = data.astype(np.float32)
             body = np.array2string(data, separator=", ", prefix="tensor(", precision=4,
-                                   threshold=1000, edgeitems=3)
+                                   threshold=1000, edgeitems=3, floatmode=_float_mode(data))
         else:
             body = f"<{data}>"
         extras = []

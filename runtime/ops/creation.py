@@ -23,6 +23,9 @@ register(Primitive("full", "creation", _full_meta,
 def arange_length(start, end, step) -> int:
     if step == 0:
         raise ShapeError("arange: step must be nonzero")
+    if (end - start) * step < 0:  # PyTorch refuses rather than return an empty range
+        raise ShapeError(f"arange: end {end} is on the wrong side of start {start} for step {step}",
+                         hint="swap start and end, or use a negative step")
     return max(0, int(np.ceil((end - start) / step)))
 
 
