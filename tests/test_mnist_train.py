@@ -18,7 +18,7 @@ import tracecc.optim as optim
 from tracecc.vision import datasets, transforms
 
 REPO = Path(__file__).resolve().parent.parent
-ROOT = Path(os.environ["TRACECC_DATA"]) if os.environ.get("TRACECC_DATA") else REPO.parent / "shared" / "data" / "mnist"
+ROOT = Path(os.environ.get("TRACECC_DATA") or REPO.parent / "shared" / "data" / "mnist")
 pytestmark = pytest.mark.skipif(not (ROOT / "train-images-idx3-ubyte.gz").exists()
                                 and not (ROOT / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").exists(),
                                 reason=f"real MNIST not found in {ROOT} (set TRACECC_DATA)")

@@ -280,7 +280,8 @@ def test_pooling_options_match_torch(kw):
     close(xt.grad, xr.grad)
     kw_max = {k: v for k, v in kw.items() if k != "count_include_pad"}
     close(F.max_pool2d(t(x), **kw_max), torch.nn.functional.max_pool2d(torch.tensor(x), **kw_max))
-    close(F.adaptive_avg_pool2d(t(x), (4, 5)), torch.nn.functional.adaptive_avg_pool2d(torch.tensor(x), (4, 5)))
+    close(F.adaptive_avg_pool2d(t(x), (4, 5)),
+          torch.nn.functional.adaptive_avg_pool2d(torch.tensor(x), (4, 5)))
 
 
 def test_max_pool_dilation_and_ceil_shapes():

@@ -103,7 +103,8 @@ def test_sgd_follows_the_update_rule(kwargs):
 @pytest.mark.parametrize("cls,kwargs", ADAM_CASES)
 def test_adam_follows_the_update_rule(cls, kwargs):
     ours, _ = run(tc, cls, kwargs)
-    ref = adam_np(decoupled=cls is optim.AdamW, **dict(dict(weight_decay=0.01) if cls is optim.AdamW else {}, **kwargs))
+    defaults = dict(weight_decay=0.01) if cls is optim.AdamW else {}  # AdamW's default decay
+    ref = adam_np(decoupled=cls is optim.AdamW, **dict(defaults, **kwargs))
     for a, b in zip(ours, ref):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
@@ -188,7 +189,8 @@ def test_bad_arguments_raise():
         optim.SGD(nn.Parameter(tc.ones(1)), lr=0.1)
 
 
-@pytest.mark.parametrize("cls,kwargs", [(optim.SGD, dict(lr=0.05, momentum=0.9)), (optim.AdamW, dict(lr=0.1))])
+@pytest.mark.parametrize("cls,kwargs", [(optim.SGD, dict(lr=0.05, momentum=0.9)),
+                                        (optim.AdamW, dict(lr=0.1))])
 def test_state_dict_resumes_exactly(cls, kwargs):
     full, _ = run(tc, cls, kwargs, steps=6)
     params = [tc.tensor(a.copy(), requires_grad=True) for a in INIT]

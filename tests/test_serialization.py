@@ -55,7 +55,8 @@ def test_optimizer_state_round_trip(tmp_path):
     loaded = round_trip(sd, tmp_path)
     assert loaded["param_groups"] == sd["param_groups"]  # betas stay a tuple, keys stay ints
     assert set(loaded["state"]) == {0, 1}
-    np.testing.assert_array_equal(loaded["state"][1]["exp_avg_sq"].numpy(), sd["state"][1]["exp_avg_sq"].numpy())
+    np.testing.assert_array_equal(loaded["state"][1]["exp_avg_sq"].numpy(),
+                                  sd["state"][1]["exp_avg_sq"].numpy())
     opt2 = optim.Adam(params)
     opt2.load_state_dict(loaded)
     assert opt2.state[params[0]]["step"].item() == 2.0
@@ -147,7 +148,8 @@ def test_a_forged_header_with_a_valid_checksum_is_still_rejected():
     with pytest.raises(SerializationError, match="unknown entry type"):
         _load_bytes(forge({"root": {"t": "pickle", "v": "cos\nsystem\n"}}))
     with pytest.raises(SerializationError):
-        _load_bytes(forge({"root": {"t": "tensor", "dtype": "object", "shape": [1], "offset": 0, "nbytes": 8}}))
+        _load_bytes(forge({"root": {"t": "tensor", "dtype": "object", "shape": [1], "offset": 0,
+                                    "nbytes": 8}}))
 
 
 def test_unsupported_objects_are_refused_at_save_time(tmp_path):

@@ -125,7 +125,8 @@ def _closed_port() -> int:
 
 def test_download_offline_fails_fast_with_where_to_put_the_files(tmp_path, monkeypatch):
     port = _closed_port()
-    monkeypatch.setattr(datasets.MNIST, "mirrors", [f"http://127.0.0.1:{port}/a/", f"http://127.0.0.1:{port}/b/"])
+    mirrors = [f"http://127.0.0.1:{port}/a/", f"http://127.0.0.1:{port}/b/"]
+    monkeypatch.setattr(datasets.MNIST, "mirrors", mirrors)
     start = time.perf_counter()
     with pytest.raises(DatasetError) as info:
         datasets.MNIST(tmp_path, download=True)

@@ -14,7 +14,7 @@ from typing import Callable, Iterator
 from .. import _grad_mode
 from .._tensor import Tensor
 from ..runtime.device import Device, check_device
-from ..runtime.dtypes import DType, get_dtype
+from ..runtime.dtypes import get_dtype
 from ..runtime.errors import DeviceError, DTypeError, StateDictError
 from .parameter import Parameter
 

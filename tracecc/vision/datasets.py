@@ -120,7 +120,8 @@ class MNIST:
         """[images, labels] for these indices in one step, equal to default_collate of the
         items; None when the transform can't work on a whole batch."""
         transform = self.transform
-        if self.target_transform is not None or (transform is not None and not getattr(transform, "batchable", False)):
+        batchable = transform is None or getattr(transform, "batchable", False)
+        if self.target_transform is not None or not batchable:
             return None
         idx = np.asarray(indices, dtype=np.int64)
         images = self._images[idx]
@@ -131,6 +132,7 @@ class MNIST:
         lines = [f"Dataset {type(self).__name__}", f"    Number of datapoints: {len(self)}",
                  f"    Root location: {self.root}", f"    Split: {'Train' if self.train else 'Test'}"]
         if self.transform is not None:
-            lines.append("    StandardTransform\n    Transform: " + repr(self.transform).replace("\n", "\n    "))
+            transform = repr(self.transform).replace("\n", "\n    ")
+            lines.append("    StandardTransform\n    Transform: " + transform)
         return "\n".join(lines)
 
