@@ -29,6 +29,10 @@ def _loop(b, fn, s, e, emit):
 
 @pytest.fixture(scope="module")
 def kernels():
+    return build_kernels()
+
+
+def build_kernels():
     """ctx = {i32* counts, i64* chunk_len, i64 inner_grain}:
     mark(ctx, s, e): counts[i] += 1 for i in [s, e); chunk_len[s] = e - s
     run(ctx, start, end, grain): parallel_for(mark, ctx, start, end, grain)
@@ -188,3 +192,33 @@ def test_stress_back_to_back_restarts_and_sleeps(kernels):
     finally:
         parallel.set_spin_cycles(parallel.DEFAULT_SPIN_CYCLES)
         parallel.set_num_threads(default)
+
+
+FORK_SCRIPT = r"""
+import ctypes, os, sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+import test_llvm_parallel as t
+fns, _ = t.build_kernels()
+counts, _ = t.go(fns["run"], 0, 100_000, 64)          # pool running in the parent
+assert np.all(counts == 1)
+pid = os.fork()
+if pid == 0:                                           # child: the workers do not exist here
+    counts, _ = t.go(fns["run"], 0, 100_000, 64)
+    os._exit(0 if np.all(counts == 1) else 3)
+_, status = os.waitpid(pid, 0)
+counts, _ = t.go(fns["run"], 0, 100_000, 64)          # the parent's pool still works
+print("ok", os.waitstatus_to_exitcode(status), bool(np.all(counts == 1)))
+"""
+
+
+def test_fork_child_runs_serially_and_parent_keeps_its_pool():
+    import os
+    import subprocess
+    import sys
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    out = subprocess.run([sys.executable, "-c", FORK_SCRIPT, here], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["ok", "0", "True"]

@@ -38,12 +38,12 @@ from . import jit
 SYMBOL = "tracecc_parallel_for"
 MAX_THREADS = 64
 
-# Work below which splitting loses, from benchmarks/llvm_micro.py --parallel on this 2-vCPU
-# machine (docs/cpu-backend.md): waking the pool and joining costs a few microseconds, and a
-# memory-bound kernel gains at most ~1.3x from a second core, so a kernel needs ~50 us of
-# single-thread work (about 256K float32 elements of a fused elementwise kernel, far fewer
-# for transcendental-heavy or compute-bound ones) before splitting pays.
-MIN_PARALLEL_WORK_NS = 50_000
+# Work below which splitting does not pay, from benchmarks/llvm_micro.py --parallel on this
+# 2-vCPU machine (docs/cpu-backend.md): a dispatch costs ~1-2 us, and when the other core is
+# free an exp kernel ran 1.5-1.97x faster from 16K elements (13 us of work) up, a memory-bound
+# fused kernel 1.2-2.2x from 64K; when the other core is busy, splitting costs at most that
+# dispatch (the caller runs unclaimed chunks itself).
+MIN_PARALLEL_WORK_NS = 20_000
 # Idle workers spin this many cycle-counter ticks (~70-100 us here) before sleeping on a
 # futex: long enough to bridge the gaps between the kernels of one training step.
 DEFAULT_SPIN_CYCLES = 200_000
