@@ -25,7 +25,7 @@ from ...passes.pipeline import NullSink
 from ..backends import register_backend
 from . import launch
 from .launch import Autotuner, NPTensor
-from .lower import Options, lower_program
+from .lower import Options, lower_program, without_dead_stores
 
 
 class HostMemory:
@@ -79,7 +79,11 @@ class CudaMemory:
         self.device.synchronize()
 
     def timer(self, fn) -> float:
-        return self.device.time_ms(fn)
+        """GPU ms per call of fn; short kernels are repeated to about 2 ms of work."""
+        ms = self.device.time_ms(fn)
+        if ms < 1.0:
+            ms = self.device.time_ms(fn, repeat=min(50, int(2.0 / max(ms, 0.04)) + 1))
+        return ms
 
 
 def cuda_graphs_enabled() -> bool:
@@ -95,7 +99,7 @@ class TritonProgram:
                  memory=None):
         if device is None:
             device = "cuda" if gpu_available() else "interpreter"
-        self.program = program
+        self.program = program = without_dead_stores(program)
         self.options = options or Options()
         self.memory = memory or (HostMemory() if device == "interpreter" else CudaMemory())
         interpret = self.memory.interpret
@@ -186,12 +190,15 @@ def gpu_available() -> bool:
     """triton importable, libcuda loadable, and at least one device. Cached."""
     global _gpu_available
     if _gpu_available is None:
-        from ...runtime import cuda
-        _gpu_available = launch.triton_available() and cuda.is_available()
+        try:
+            from ...runtime import cuda
+            _gpu_available = cuda.is_available() and launch.triton_available()
+        except Exception:
+            _gpu_available = False
     return _gpu_available
 
 
-def compile_triton(graph, log=None, *, device: str | None = None):
+def compile_triton(graph, log=None, *, device: str | None = None, options: Options | None = None):
     """compile(graph, log) -> runner for the backend registry (host arrays in and out)."""
     from ...passes.interpret import compile_graph
     from ...passes.schedule import schedule
@@ -201,7 +208,7 @@ def compile_triton(graph, log=None, *, device: str | None = None):
     t0 = time.perf_counter()
     try:
         program, decisions = schedule(graph, fuse=fusion_enabled(), name=graph.name)
-        compiled = TritonProgram(program, device=device)
+        compiled = TritonProgram(program, device=device, options=options)
     except NotImplementedError as e:
         log.emit("fusion", f"{graph.name}: the triton backend cannot lower this graph yet ({e}); "
                            f"running it on the interpreter")

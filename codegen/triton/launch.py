@@ -211,9 +211,13 @@ def load_module(kernel: TritonKernel, interpret: bool, directory: Path | None = 
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:
-        with triton.knobs.runtime.scope():
-            triton.knobs.runtime.interpret = interpret  # @triton.jit reads it when it runs
+        knobs = getattr(triton, "knobs", None)
+        if knobs is None:  # older triton: the mode comes from TRITON_INTERPRET alone
             spec.loader.exec_module(module)
+        else:
+            with knobs.runtime.scope():
+                knobs.runtime.interpret = interpret  # @triton.jit reads it when it runs
+                spec.loader.exec_module(module)
     except Exception as e:
         sys.modules.pop(name, None)
         raise CodegenError(f"generated Triton source for kernel {kernel.name} failed to import: {e}",
@@ -416,12 +420,31 @@ def install_triton_hooks(device) -> None:
     """Make Triton launch on the device's stream and take scratch memory from its allocator.
 
     Triton 3.9 without torch launches on stream 0 (codegen-facts §2.4); our copies, events
-    and graph captures use one non-blocking stream, so every launch must go there too."""
+    and graph captures use one non-blocking stream, so every launch must go there too.
+    Triton 3.6 without torch has no active driver at all (§2.2): then a CudaDriver that
+    needs no torch is made active, as measured on the H200."""
     global _hooked
     if _hooked is device:
         return
     triton = require_triton(interpret=False)
-    drv = triton.runtime.driver.active
-    drv.get_current_stream = lambda idx=None: device.stream
-    triton.set_allocator(lambda size, alignment, stream: device.alloc(max(size, 1)))
+    try:
+        drv = triton.runtime.driver.active
+    except RuntimeError:  # "0 active drivers": triton 3.6 without torch
+        from triton.backends.nvidia import driver as nvidia
+
+        capability = device.capability
+
+        class TorchFreeCudaDriver(nvidia.CudaDriver):
+            def __init__(self):
+                self.utils = nvidia.CudaUtils()
+                self.launcher_cls = nvidia.CudaLauncher
+                self.get_current_device = lambda: device.index
+                self.set_current_device = lambda index: None
+                self.get_device_capability = lambda index=None: capability
+
+        drv = TorchFreeCudaDriver()
+        triton.runtime.driver.set_active(drv)
+    drv.get_current_stream = lambda index=None: device.stream
+    if hasattr(triton, "set_allocator"):
+        triton.set_allocator(lambda size, alignment, stream: device.alloc(max(size, 1)))
     _hooked = device

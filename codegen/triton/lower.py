@@ -668,6 +668,30 @@ def lower_kernel(kernel: Kernel, buffer_dtypes: dict, buffer_sizes: dict,
     return KernelLowering(kernel, buffer_dtypes, buffer_sizes, options or Options()).lower()
 
 
+def without_dead_stores(program):
+    """The program without stores into temporaries that no kernel reads (the scheduler can
+    keep a value it realised for several in-kernel consumers, e.g. softmax's exp; writing it
+    out would cost W3 half as much traffic again). Kernels left with nothing are dropped."""
+    from dataclasses import replace
+
+    read = {b for k in program.kernels for b in k.reads()} | set(program.outputs)
+    dead = {n for n, b in program.buffers.items() if b.role == "temp" and n not in read}
+    if not dead:
+        return program
+    kernels = []
+    for k in program.kernels:
+        phases = tuple(replace(p, stores=tuple(s for s in p.stores if s.buffer not in dead))
+                       for p in k.phases)
+        phases = tuple(p for p in phases if p.stores or p.reductions)
+        mm = k.matmul
+        if mm is not None:
+            mm = replace(mm, stores=tuple(s for s in mm.stores if s.buffer not in dead))
+        if phases or (mm is not None and mm.stores):
+            kernels.append(replace(k, phases=phases, matmul=mm))
+    buffers = {n: b for n, b in program.buffers.items() if n not in dead}
+    return replace(program, kernels=kernels, buffers=buffers)
+
+
 def lower_program(program, options: Options | None = None) -> list[TritonKernel]:
     dts = {n: b.dtype for n, b in program.buffers.items()}
     sizes = {n: b.numel for n, b in program.buffers.items()}

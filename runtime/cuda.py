@@ -1,0 +1,475 @@
+"""The CUDA device through the driver API (libcuda via ctypes): no PyTorch, no CuPy.
+
+Layers, each usable on its own:
+
+- `Driver`: the driver functions tracecc calls, bound with their C signatures; every call
+  is checked and a failure raises CudaDriverError naming the call and CUDA's error name.
+- `CachingAllocator`: device memory in size-rounded blocks; a freed block goes back to a
+  free list for the next allocation of that size, because cuMemAlloc/cuMemFree are slow
+  and cuMemFree synchronises the device. All work runs on one stream, so reusing a block
+  freed earlier is ordered after the work that used it. Keeps the statistics behind
+  memory_allocated() / max_memory_allocated().
+- `CudaDevice`: one GPU: the primary context (the one Triton's launcher makes current,
+  codegen-facts §2.3), one non-blocking stream, the allocator, host<->device copies,
+  events for timing, and CUDA graph capture/replay of everything launched on the stream
+  (§5).
+
+Nothing here runs at import time beyond defining things: the driver library is loaded on
+first use, and a machine without one gets CudaUnavailableError (TC301) with a hint, not an
+OSError. The front end does not use this module yet (cuda tensors are later work); the
+Triton backend and benchmarks/gpu_check.py do.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import time
+from ctypes import POINTER, byref, c_char_p, c_float, c_int, c_size_t, c_uint, c_uint64, c_ulonglong, c_void_p
+
+import numpy as np
+
+from .errors import CudaDriverError, CudaOutOfMemoryError, CudaUnavailableError
+
+CU_STREAM_NON_BLOCKING = 1
+CU_EVENT_DEFAULT = 0
+CU_STREAM_CAPTURE_MODE_RELAXED = 2
+ATTR_MULTIPROCESSOR_COUNT = 16
+ATTR_CLOCK_RATE = 13
+ATTR_MEMORY_CLOCK_RATE = 36
+ATTR_GLOBAL_MEMORY_BUS_WIDTH = 37
+ATTR_L2_CACHE_SIZE = 38
+ATTR_COMPUTE_CAPABILITY_MAJOR = 75
+ATTR_COMPUTE_CAPABILITY_MINOR = 76
+
+CUDA_ERROR_OUT_OF_MEMORY = 2
+# the common ones, for when cuGetErrorName itself is unavailable
+_ERROR_NAMES = {
+    0: "CUDA_SUCCESS", 1: "CUDA_ERROR_INVALID_VALUE", 2: "CUDA_ERROR_OUT_OF_MEMORY",
+    3: "CUDA_ERROR_NOT_INITIALIZED", 4: "CUDA_ERROR_DEINITIALIZED", 100: "CUDA_ERROR_NO_DEVICE",
+    101: "CUDA_ERROR_INVALID_DEVICE", 201: "CUDA_ERROR_INVALID_CONTEXT", 400: "CUDA_ERROR_INVALID_HANDLE",
+    600: "CUDA_ERROR_NOT_READY", 700: "CUDA_ERROR_ILLEGAL_ADDRESS", 719: "CUDA_ERROR_LAUNCH_FAILED",
+    900: "CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED", 901: "CUDA_ERROR_STREAM_CAPTURE_INVALIDATED",
+    999: "CUDA_ERROR_UNKNOWN",
+}
+
+P = POINTER
+# name -> (candidate symbols, newest first; argtypes). All return CUresult (int).
+_FUNCTIONS = {
+    "init": (["cuInit"], [c_uint]),
+    "driver_version": (["cuDriverGetVersion"], [P(c_int)]),
+    "device_count": (["cuDeviceGetCount"], [P(c_int)]),
+    "device_get": (["cuDeviceGet"], [P(c_int), c_int]),
+    "device_name": (["cuDeviceGetName"], [c_char_p, c_int, c_int]),
+    "device_attribute": (["cuDeviceGetAttribute"], [P(c_int), c_int, c_int]),
+    "device_total_mem": (["cuDeviceTotalMem_v2"], [P(c_size_t), c_int]),
+    "primary_ctx_retain": (["cuDevicePrimaryCtxRetain"], [P(c_void_p), c_int]),
+    "primary_ctx_release": (["cuDevicePrimaryCtxRelease_v2", "cuDevicePrimaryCtxRelease"], [c_int]),
+    "ctx_set_current": (["cuCtxSetCurrent"], [c_void_p]),
+    "stream_create": (["cuStreamCreate"], [P(c_void_p), c_uint]),
+    "stream_destroy": (["cuStreamDestroy_v2", "cuStreamDestroy"], [c_void_p]),
+    "stream_synchronize": (["cuStreamSynchronize"], [c_void_p]),
+    "stream_query": (["cuStreamQuery"], [c_void_p]),
+    "mem_alloc": (["cuMemAlloc_v2"], [P(c_uint64), c_size_t]),
+    "mem_free": (["cuMemFree_v2"], [c_uint64]),
+    "mem_get_info": (["cuMemGetInfo_v2"], [P(c_size_t), P(c_size_t)]),
+    "memcpy_htod_async": (["cuMemcpyHtoDAsync_v2"], [c_uint64, c_void_p, c_size_t, c_void_p]),
+    "memcpy_dtoh_async": (["cuMemcpyDtoHAsync_v2"], [c_void_p, c_uint64, c_size_t, c_void_p]),
+    "memcpy_dtod_async": (["cuMemcpyDtoDAsync_v2"], [c_uint64, c_uint64, c_size_t, c_void_p]),
+    "memset_d8_async": (["cuMemsetD8Async"], [c_uint64, ctypes.c_ubyte, c_size_t, c_void_p]),
+    "event_create": (["cuEventCreate"], [P(c_void_p), c_uint]),
+    "event_record": (["cuEventRecord"], [c_void_p, c_void_p]),
+    "event_synchronize": (["cuEventSynchronize"], [c_void_p]),
+    "event_elapsed_time": (["cuEventElapsedTime_v2", "cuEventElapsedTime"], [P(c_float), c_void_p, c_void_p]),
+    "event_destroy": (["cuEventDestroy_v2", "cuEventDestroy"], [c_void_p]),
+    "stream_begin_capture": (["cuStreamBeginCapture_v2"], [c_void_p, c_int]),
+    "stream_end_capture": (["cuStreamEndCapture"], [c_void_p, P(c_void_p)]),
+    "graph_instantiate": (["cuGraphInstantiateWithFlags"], [P(c_void_p), c_void_p, c_ulonglong]),
+    "graph_launch": (["cuGraphLaunch"], [c_void_p, c_void_p]),
+    "graph_exec_destroy": (["cuGraphExecDestroy"], [c_void_p]),
+    "graph_destroy": (["cuGraphDestroy"], [c_void_p]),
+}
+
+
+def _library_names() -> list[str]:
+    env = os.environ.get("TRACECC_LIBCUDA")
+    return [env] if env else ["libcuda.so.1", "libcuda.so"]
+
+
+def load_library(names: list[str] | None = None):
+    """dlopen libcuda; CudaUnavailableError (TC301) when there is none."""
+    names = names or _library_names()
+    errors = []
+    for name in names:
+        try:
+            return ctypes.CDLL(name)
+        except OSError as e:
+            errors.append(f"{name}: {e}")
+    raise CudaUnavailableError("no CUDA driver: could not load " + " or ".join(names),
+                               hint="the cuda device needs an NVIDIA GPU with its driver installed "
+                                    "(set TRACECC_LIBCUDA to the library's path if it lives elsewhere); "
+                                    + "; ".join(errors))
+
+
+class Driver:
+    """The driver API functions tracecc uses, bound with their signatures and checked.
+
+    `lib` is a ctypes library (or any object with those attributes: tests pass a fake)."""
+
+    def __init__(self, lib):
+        self.lib = lib
+        self.fns = {}
+        for name, (symbols, argtypes) in _FUNCTIONS.items():
+            for sym in symbols:
+                fn = getattr(lib, sym, None)
+                if fn is not None:
+                    fn.argtypes, fn.restype = argtypes, c_int
+                    self.fns[name] = (sym, fn)
+                    break
+        missing = [_FUNCTIONS[n][0][0] for n in ("init", "mem_alloc", "stream_create") if n not in self.fns]
+        if missing:
+            raise CudaUnavailableError(f"the CUDA driver library lacks {', '.join(missing)}",
+                                       hint="update the NVIDIA driver")
+        self._error_name = getattr(lib, "cuGetErrorName", None)
+        if self._error_name is not None:
+            self._error_name.argtypes, self._error_name.restype = [c_int, P(c_char_p)], c_int
+
+    def error_name(self, rc: int) -> str:
+        if self._error_name is not None:
+            s = c_char_p()
+            if self._error_name(rc, byref(s)) == 0 and s.value:
+                return s.value.decode()
+        return _ERROR_NAMES.get(rc, f"CUDA error {rc}")
+
+    def call(self, name: str, *args) -> None:
+        entry = self.fns.get(name)
+        if entry is None:
+            raise CudaUnavailableError(f"the CUDA driver library has no {_FUNCTIONS[name][0][0]}",
+                                       hint="update the NVIDIA driver")
+        sym, fn = entry
+        rc = fn(*args)
+        if rc != 0:
+            err = self.error_name(rc)
+            cls = CudaOutOfMemoryError if rc == CUDA_ERROR_OUT_OF_MEMORY else CudaDriverError
+            raise cls(f"{sym} failed: {err} ({rc})", hint=_HINTS.get(rc, "see the CUDA driver API docs"))
+
+    # ------------------------------------------------------------ thin wrappers
+    def out(self, name: str, ctype, *args):
+        """Call a function whose first argument is an output pointer; return its value."""
+        v = ctype()
+        self.call(name, byref(v), *args)
+        return v.value
+
+    def mem_alloc(self, nbytes: int) -> int:
+        return self.out("mem_alloc", c_uint64, nbytes)
+
+    def mem_free(self, ptr: int) -> None:
+        self.call("mem_free", ptr)
+
+
+_HINTS = {
+    2: "free tensors or call empty_cache(); memory_allocated() shows what tracecc holds",
+    100: "no NVIDIA GPU is visible (check CUDA_VISIBLE_DEVICES)",
+    700: "a kernel read or wrote out of bounds; rerun with TRACECC_CUDA_GRAPHS=0 to find which",
+    999: "the driver is in a bad state; restart the process",
+}
+
+_driver: Driver | None = None
+
+
+def get_driver() -> Driver:
+    """The process-wide driver, loaded and initialised on first use."""
+    global _driver
+    if _driver is None:
+        d = Driver(load_library())
+        d.call("init", 0)
+        _driver = d
+    return _driver
+
+
+def is_available() -> bool:
+    """A CUDA driver loads and sees at least one device (never raises)."""
+    try:
+        return get_driver().out("device_count", c_int) > 0
+    except Exception:
+        return False
+
+
+def device_count() -> int:
+    try:
+        return get_driver().out("device_count", c_int)
+    except Exception:
+        return 0
+
+
+# ---------------------------------------------------------------- memory
+def _round_size(nbytes: int) -> int:
+    """Blocks of 512 B multiples up to 1 MiB, then multiples of 2 MiB (as PyTorch's pools),
+    so similar requests share free blocks without wasting more than a small fraction."""
+    nbytes = max(int(nbytes), 1)
+    if nbytes <= 1 << 20:
+        return (nbytes + 511) // 512 * 512
+    return (nbytes + (2 << 20) - 1) // (2 << 20) * (2 << 20)
+
+
+class DeviceBuffer:
+    """A block of device memory: `ptr` (a CUdeviceptr int) and its size. free() gives it
+    back to the allocator's cache; so does garbage collection (no driver call there)."""
+
+    __slots__ = ("ptr", "nbytes", "size", "_allocator", "__weakref__")
+
+    def __init__(self, ptr: int, nbytes: int, size: int, allocator):
+        self.ptr, self.nbytes, self.size, self._allocator = ptr, nbytes, size, allocator
+
+    def data_ptr(self) -> int:
+        return self.ptr
+
+    def free(self) -> None:
+        if self._allocator is not None:
+            self._allocator._release(self)
+            self._allocator = None
+
+    def __del__(self):
+        try:
+            self.free()
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        return f"DeviceBuffer(0x{self.ptr:x}, {self.nbytes} bytes)"
+
+
+class CachingAllocator:
+    """Device memory with a free list per rounded size. `driver` needs mem_alloc(n) -> ptr
+    and mem_free(ptr)."""
+
+    def __init__(self, driver):
+        self.driver = driver
+        self.free_blocks: dict[int, list[int]] = {}
+        self.live: dict[int, int] = {}  # ptr -> rounded size
+        self.stats = {"allocated": 0, "max_allocated": 0, "reserved": 0, "driver_allocs": 0,
+                      "driver_frees": 0, "cache_hits": 0}
+
+    def alloc(self, nbytes: int) -> DeviceBuffer:
+        size = _round_size(nbytes)
+        blocks = self.free_blocks.get(size)
+        if blocks:
+            ptr = blocks.pop()
+            self.stats["cache_hits"] += 1
+        else:
+            try:
+                ptr = self.driver.mem_alloc(size)
+            except CudaOutOfMemoryError:
+                self.empty_cache()  # give cached blocks back to the driver and try once more
+                try:
+                    ptr = self.driver.mem_alloc(size)
+                except CudaOutOfMemoryError as e:
+                    raise CudaOutOfMemoryError(
+                        f"out of device memory allocating {nbytes} bytes "
+                        f"({self.stats['allocated']} bytes allocated by tracecc)",
+                        hint=e.hint) from None
+            self.stats["driver_allocs"] += 1
+            self.stats["reserved"] += size
+        self.live[ptr] = size
+        self.stats["allocated"] += size
+        self.stats["max_allocated"] = max(self.stats["max_allocated"], self.stats["allocated"])
+        return DeviceBuffer(ptr, int(nbytes), size, self)
+
+    def _release(self, buf: DeviceBuffer) -> None:
+        size = self.live.pop(buf.ptr, None)
+        if size is None:
+            raise CudaDriverError(f"free of device pointer 0x{buf.ptr:x} that is not allocated",
+                                  hint="a buffer was freed twice")
+        self.stats["allocated"] -= size
+        self.free_blocks.setdefault(size, []).append(buf.ptr)
+
+    def empty_cache(self) -> None:
+        """Return every cached (free) block to the driver."""
+        for size, ptrs in self.free_blocks.items():
+            for ptr in ptrs:
+                self.driver.mem_free(ptr)
+                self.stats["driver_frees"] += 1
+                self.stats["reserved"] -= size
+        self.free_blocks.clear()
+
+    def memory_allocated(self) -> int:
+        return self.stats["allocated"]
+
+    def max_memory_allocated(self) -> int:
+        return self.stats["max_allocated"]
+
+    def memory_reserved(self) -> int:
+        return self.stats["reserved"]
+
+    def reset_peak_memory_stats(self) -> None:
+        self.stats["max_allocated"] = self.stats["allocated"]
+
+
+# ---------------------------------------------------------------- the device
+class CudaGraph:
+    """An instantiated CUDA graph: replay() launches everything it captured, on the stream."""
+
+    def __init__(self, device: "CudaDevice", graph: int, exec_: int):
+        self.device, self.graph, self.exec = device, graph, exec_
+
+    def replay(self) -> None:
+        self.device.driver.call("graph_launch", self.exec, self.device.stream)
+
+    def close(self) -> None:
+        if self.exec:
+            self.device.driver.call("graph_exec_destroy", self.exec)
+            self.device.driver.call("graph_destroy", self.graph)
+            self.exec = self.graph = 0
+
+
+class CudaDevice:
+    """One GPU: primary context, one non-blocking stream, a caching allocator."""
+
+    def __init__(self, index: int = 0, driver: Driver | None = None):
+        self.driver = d = driver or get_driver()
+        count = d.out("device_count", c_int)
+        if index >= count:
+            raise CudaUnavailableError(f"cuda:{index} does not exist ({count} CUDA device(s))",
+                                       hint="use an index below the device count")
+        self.index = index
+        self.handle = d.out("device_get", c_int, index)
+        self.context = d.out("primary_ctx_retain", c_void_p, self.handle)
+        d.call("ctx_set_current", self.context)
+        self.stream = d.out("stream_create", c_void_p, CU_STREAM_NON_BLOCKING)
+        self.allocator = CachingAllocator(d)
+        name = ctypes.create_string_buffer(256)
+        d.call("device_name", name, 256, self.handle)
+        self.name = name.value.decode(errors="replace")
+        self.capability = (self.attribute(ATTR_COMPUTE_CAPABILITY_MAJOR),
+                           self.attribute(ATTR_COMPUTE_CAPABILITY_MINOR))
+        self.multiprocessors = self.attribute(ATTR_MULTIPROCESSOR_COUNT)
+        self.total_memory = d.out("device_total_mem", c_size_t, self.handle)
+
+    def attribute(self, attr: int) -> int:
+        return self.driver.out("device_attribute", c_int, attr, self.handle)
+
+    def __repr__(self) -> str:
+        return f"<cuda:{self.index} {self.name} sm_{self.capability[0]}{self.capability[1]}>"
+
+    # ------------------------------------------------------------ memory
+    def alloc(self, nbytes: int) -> DeviceBuffer:
+        return self.allocator.alloc(nbytes)
+
+    def upload(self, array: np.ndarray) -> DeviceBuffer:
+        buf = self.alloc(array.nbytes)
+        self.copy_to_device(buf, array)
+        return buf
+
+    def copy_to_device(self, buf: DeviceBuffer, array: np.ndarray) -> None:
+        """Host -> device, ordered on the stream. From pageable memory the driver stages
+        the copy, so the array may be reused as soon as this returns."""
+        array = np.ascontiguousarray(array)
+        if array.nbytes > buf.nbytes:
+            raise ValueError(f"copy of {array.nbytes} bytes into a {buf.nbytes}-byte device buffer")
+        if array.nbytes:
+            self.driver.call("memcpy_htod_async", buf.ptr, array.ctypes.data, array.nbytes, self.stream)
+
+    def copy_to_host(self, buf: DeviceBuffer, out: np.ndarray) -> np.ndarray:
+        """Device -> host into `out` (C-contiguous), after everything queued on the stream."""
+        if not out.flags.c_contiguous or out.nbytes > buf.nbytes:
+            raise ValueError("copy_to_host: out must be C-contiguous and no larger than the buffer")
+        if out.nbytes:
+            self.driver.call("memcpy_dtoh_async", out.ctypes.data, buf.ptr, out.nbytes, self.stream)
+        self.synchronize()
+        return out
+
+    def copy(self, dst: DeviceBuffer, src: DeviceBuffer, nbytes: int | None = None) -> None:
+        n = min(dst.nbytes, src.nbytes) if nbytes is None else nbytes
+        self.driver.call("memcpy_dtod_async", dst.ptr, src.ptr, n, self.stream)
+
+    def fill_bytes(self, buf: DeviceBuffer, value: int = 0) -> None:
+        self.driver.call("memset_d8_async", buf.ptr, value, buf.nbytes, self.stream)
+
+    def synchronize(self) -> None:
+        self.driver.call("stream_synchronize", self.stream)
+
+    def memory_allocated(self) -> int:
+        return self.allocator.memory_allocated()
+
+    def max_memory_allocated(self) -> int:
+        return self.allocator.max_memory_allocated()
+
+    def memory_reserved(self) -> int:
+        return self.allocator.memory_reserved()
+
+    def reset_peak_memory_stats(self) -> None:
+        self.allocator.reset_peak_memory_stats()
+
+    def empty_cache(self) -> None:
+        self.synchronize()
+        self.allocator.empty_cache()
+
+    def mem_get_info(self) -> tuple[int, int]:
+        free, total = c_size_t(), c_size_t()
+        self.driver.call("mem_get_info", byref(free), byref(total))
+        return free.value, total.value
+
+    # ------------------------------------------------------------ timing
+    def event(self) -> int:
+        return self.driver.out("event_create", c_void_p, CU_EVENT_DEFAULT)
+
+    def time_ms(self, fn, repeat: int = 1) -> float:
+        """GPU time of `repeat` calls of fn (which launches on the stream), per call, in ms."""
+        start, end = self.event(), self.event()
+        try:
+            self.driver.call("event_record", start, self.stream)
+            for _ in range(repeat):
+                fn()
+            self.driver.call("event_record", end, self.stream)
+            self.driver.call("event_synchronize", end)
+            ms = c_float()
+            self.driver.call("event_elapsed_time", byref(ms), start, end)
+            return ms.value / repeat
+        finally:
+            self.driver.call("event_destroy", start)
+            self.driver.call("event_destroy", end)
+
+    def host_time_ms(self, fn, repeat: int = 1) -> float:
+        """Wall time of `repeat` calls including the final synchronisation, per call."""
+        self.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(repeat):
+            fn()
+        self.synchronize()
+        return (time.perf_counter() - t0) * 1e3 / repeat
+
+    # ------------------------------------------------------------ graphs
+    def capture(self, fn) -> CudaGraph:
+        """Record everything fn launches on the stream into a CUDA graph (nothing runs yet).
+
+        Kernels must be compiled before (a first eager run), and the buffers they use must
+        keep their addresses for as long as the graph is replayed."""
+        d = self.driver
+        d.call("stream_begin_capture", self.stream, CU_STREAM_CAPTURE_MODE_RELAXED)
+        try:
+            fn()
+        except BaseException:
+            g = c_void_p()
+            try:
+                d.call("stream_end_capture", self.stream, byref(g))
+                if g.value:
+                    d.call("graph_destroy", g.value)
+            except Exception:
+                pass
+            raise
+        g = c_void_p()
+        d.call("stream_end_capture", self.stream, byref(g))
+        graph = g.value
+        exec_ = c_void_p()
+        d.call("graph_instantiate", byref(exec_), graph, 0)
+        return CudaGraph(self, graph, exec_.value)
+
+
+_devices: dict[int, CudaDevice] = {}
+
+
+def get_device(index: int = 0) -> CudaDevice:
+    dev = _devices.get(index)
+    if dev is None:
+        dev = _devices[index] = CudaDevice(index)
+    return dev
