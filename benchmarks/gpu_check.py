@@ -62,9 +62,10 @@ class Check:
         self.failed = False
         self.t0 = time.perf_counter()
         self.captured: list = []
-        import tracecc as tc
         from tracecc.codegen.backends import register_backend
         from tracecc.codegen.triton.backend import compile_triton
+
+        import tracecc as tc
         self.tc = tc
         self.options = None
 
@@ -164,7 +165,8 @@ def environment(c: Check):
     dev = cuda.get_device()
     free, total = dev.mem_get_info()
     c.row("env", "device", dev.name[:28], "", f"sm_{dev.capability[0]}{dev.capability[1]}, "
-          f"{dev.multiprocessors} SMs, {total / 2**30:.0f} GiB ({free / 2**30:.0f} free), triton {triton.__version__}")
+          f"{dev.multiprocessors} SMs, {total / 2**30:.0f} GiB ({free / 2**30:.0f} free), "
+          f"triton {triton.__version__}")
 
 
 def correctness(c: Check):
@@ -191,7 +193,8 @@ def correctness(c: Check):
 
     x, w, b = randn(R, C), randn(C), randn(C)
     case("pointwise gelu_tanh(x*w+b)*sigmoid(x)",
-         lambda x, w, b: F.gelu(x * w + b, approximate="tanh") * tc.sigmoid(x), [randn(R * C), randn(), randn()])
+         lambda x, w, b: F.gelu(x * w + b, approximate="tanh") * tc.sigmoid(x),
+         [randn(R * C), randn(), randn()])
     case("pointwise bf16 in, f32 math, bf16 out", lambda x: tc.exp(x) * 2 - x,
          [randn(R * 8).astype(tc.bfloat16.np)], rtol=2e-2, atol=2e-2)
     case("rows softmax (persistent)", lambda x: tc.softmax(x, -1), [x])
@@ -205,8 +208,8 @@ def correctness(c: Check):
     case("matmul + bias + relu epilogue", lambda a, w, b: F.relu(a @ w.T + b),
          [randn(M, K), randn(N, K), randn(N)], rtol=1e-4, atol=1e-4)
     case("matmul batched", lambda a, b: a @ b, [randn(3, M, K), randn(3, K, N)], rtol=1e-4, atol=1e-4)
-    case("matmul f16 operands", lambda a, b: a @ b, [randn(M, K, dtype=np.float16), randn(K, N, dtype=np.float16)],
-         rtol=2e-2, atol=2e-2)
+    case("matmul f16 operands", lambda a, b: a @ b,
+         [randn(M, K, dtype=np.float16), randn(K, N, dtype=np.float16)], rtol=2e-2, atol=2e-2)
     case("gather index_select", lambda x, i: x.index_select(0, i) * 2, [x, rng.integers(0, R, R // 2)])
     case("scatter index_add (atomics)", lambda x, i, s: x.index_add(0, i, s),
          [x, rng.integers(0, 4, R), randn(R, C)])
@@ -219,8 +222,8 @@ def correctness(c: Check):
         def make():
             tc.manual_seed(0)
             nn = tc.nn
-            return nn.Sequential(nn.Linear(dims[0], dims[1]), nn.ReLU(), nn.Linear(dims[1], dims[2]), nn.ReLU(),
-                                 nn.Linear(dims[2], dims[3]))
+            return nn.Sequential(nn.Linear(dims[0], dims[1]), nn.ReLU(), nn.Linear(dims[1], dims[2]),
+                                 nn.ReLU(), nn.Linear(dims[2], dims[3]))
 
         def step(model, opt, x, y):
             opt.zero_grad()
@@ -243,7 +246,8 @@ def correctness(c: Check):
                     for p, q in zip(eager_m.parameters(), comp_m.parameters()))
         ok = worst < 1e-4
         c.row("correct", "MLP train step (fwd+bwd+SGD), 2 steps", f"max |dparam| {worst:.2g}",
-              "ok" if ok else "FAIL", f"{len(tp.kernels)} kernels " + ",".join(sorted({k.kind for k in tp.kernels})))
+              "ok" if ok else "FAIL",
+              f"{len(tp.kernels)} kernels: " + ",".join(sorted({k.kind for k in tp.kernels})))
 
     c.guarded("correct", "MLP train step", mlp_step)
 
@@ -307,8 +311,8 @@ def workloads(c: Check, bandwidth: float):
         first = time.perf_counter() - t0
         mu = x.mean(1, keepdims=True)
         var = ((x - mu) ** 2).mean(1, keepdims=True)
-        ok = c.compare("W2", "W2 layernorm: correct", y, (x - mu) / np.sqrt(var + 1e-5) * w + b, 1e-4, 1e-4, tp,
-                       f"first call {first:.1f} s")
+        want = (x - mu) / np.sqrt(var + 1e-5) * w + b
+        ok = c.compare("W2", "W2 layernorm: correct", y, want, 1e-4, 1e-4, tp, f"first call {first:.1f} s")
         timed(c, "W2", f"W2 layernorm {r2}x{c2}", tp, 8 * r2 * c2, bandwidth, ok)
 
     def w3():
@@ -336,7 +340,6 @@ def timed(c: Check, section, name, tp, nbytes, bandwidth, ok):
 
 def launch_overhead(c: Check):
     """A dozen small kernels per step (fusion off): Python launches vs one CUDA graph replay."""
-    tc = c.tc
     n = 1024 if c.dry else 16384
 
     def run():
@@ -358,7 +361,8 @@ def launch_overhead(c: Check):
         reps = 1 if c.dry else 2000
         if c.dry:
             py = _wall_ms(lambda: [tp._launch_plan() for _ in range(reps)]) / reps
-            c.row("launch", f"{k} launches from Python", f"{py * 1e3:.0f} us/step", "", "interpreter: no graphs")
+            c.row("launch", f"{k} launches from Python", f"{py * 1e3:.0f} us/step", "",
+                  "interpreter: no graphs")
             return
         dev = tp.memory.device
         py = dev.host_time_ms(tp._launch_plan, repeat=reps)
@@ -391,8 +395,8 @@ def matmul_throughput(c: Check):
                 (y,), tp = c.compile(lambda a, w, b: F.relu(a @ w.T + b), a, w, b)
             finally:
                 set_float32_matmul_precision(old)
-            ok = c.compare("matmul", f"mm+bias+relu {n}^3 f32 ({precision}): correct", y, want, rtol, rtol * n ** 0.5,
-                           tp)
+            ok = c.compare("matmul", f"mm+bias+relu {n}^3 f32 ({precision}): correct", y, want, rtol,
+                           rtol * n ** 0.5, tp)
             ms = c.kernel_time_ms(tp, repeat=3, trials=3)
             tflops = 2 * n ** 3 / ms / 1e9
             cfg = "; ".join(str(cfg) for _, cfg in tp.configs)
@@ -412,7 +416,8 @@ def mlp_step_time(c: Check):
     for batch in ((64,) if c.dry else (512, 4096)):
         def run(batch=batch):
             tc.manual_seed(0)
-            model = nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 10))
+            model = nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(),
+                                  nn.Linear(64, 10))
             opt = tc.optim.SGD(model.parameters(), lr=0.01)
             rng = np.random.default_rng(4)
             x = tc.from_numpy(rng.standard_normal((batch, 784), dtype=np.float32))
@@ -430,7 +435,8 @@ def mlp_step_time(c: Check):
             tp = c.captured[-1].compiled
             if c.dry:
                 ms = _wall_ms(tp.launch)
-                c.row("W4", f"W4 MLP step batch {batch} (kernels)", f"{ms:.1f} ms", "", f"{len(tp.plan)} launches, interpreter")
+                c.row("W4", f"W4 MLP step batch {batch} (kernels)", f"{ms:.1f} ms", "",
+                      f"{len(tp.plan)} launches, interpreter")
                 return
             dev = tp.memory.device
             tp.launch()  # the second launch captures the graph
@@ -443,11 +449,13 @@ def mlp_step_time(c: Check):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dry-run", action="store_true", help="no GPU: Triton's interpreter at tiny sizes")
     parser.add_argument("--json", help="write the rows as JSON to this file")
     parser.add_argument("--skip", nargs="*", default=[],
-                        choices=["correct", "workloads", "launch", "matmul", "w4"], help="sections to leave out")
+                        choices=["correct", "workloads", "launch", "matmul", "w4"],
+                        help="sections to leave out")
     args = parser.parse_args(argv)
     use_checkout_if_not_installed()
     if not args.dry_run:

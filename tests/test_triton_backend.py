@@ -15,12 +15,12 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-
-import tracecc as tc  # noqa: E402
 from tracecc.runtime import cuda  # noqa: E402
 from tracecc.runtime.errors import (  # noqa: E402
     CudaDriverError, CudaOutOfMemoryError, CudaUnavailableError, TraceccError,
 )
+
+import tracecc as tc  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -50,7 +50,8 @@ class FakeLib:
             "cuStreamSynchronize": lambda s: 0,
             "cuMemAlloc_v2": self._alloc,
             "cuMemFree_v2": self._free,
-            "cuMemGetInfo_v2": lambda f, t: self._out(f, self.memory - self.used) or self._out(t, self.memory),
+            "cuMemGetInfo_v2": lambda f, t: self._out(f, self.memory - self.used)
+            or self._out(t, self.memory),
             "cuMemcpyHtoDAsync_v2": lambda dst, src, n, s: 0,
             "cuMemcpyDtoHAsync_v2": lambda dst, src, n, s: 0,
             "cuMemcpyDtoDAsync_v2": lambda dst, src, n, s: 0,
@@ -103,7 +104,8 @@ class FakeLib:
         self.used -= self.blocks.pop(ptr)
 
     def _error_name(self, rc, out):
-        out._obj.value = {2: b"CUDA_ERROR_OUT_OF_MEMORY", 700: b"CUDA_ERROR_ILLEGAL_ADDRESS"}.get(rc, b"CUDA_ERROR_X")
+        names = {2: b"CUDA_ERROR_OUT_OF_MEMORY", 700: b"CUDA_ERROR_ILLEGAL_ADDRESS"}
+        out._obj.value = names.get(rc, b"CUDA_ERROR_X")
 
     def names(self):
         return [sym for sym, _ in self.calls]
@@ -129,7 +131,8 @@ def test_driver_checks_every_call_and_names_the_error(fake):
     lib, drv = fake
     assert drv.out("device_count", ctypes.c_int) == 1
     lib.fail["cuStreamSynchronize"] = 700
-    with pytest.raises(CudaDriverError, match=r"cuStreamSynchronize failed: CUDA_ERROR_ILLEGAL_ADDRESS \(700\)"):
+    with pytest.raises(CudaDriverError,
+                       match=r"cuStreamSynchronize failed: CUDA_ERROR_ILLEGAL_ADDRESS \(700\)"):
         drv.call("stream_synchronize", None)
     lib.fail["cuMemAlloc_v2"] = 2
     with pytest.raises(CudaOutOfMemoryError) as e:
@@ -192,7 +195,8 @@ def test_cuda_device_setup_copies_timing_and_graphs(fake):
     assert dev.name == "Fake H200" and dev.capability == (9, 0) and dev.multiprocessors == 132
     names = lib.names()
     # the primary context (Triton's launcher makes it current too), then a non-blocking stream
-    assert names.index("cuDevicePrimaryCtxRetain") < names.index("cuCtxSetCurrent") < names.index("cuStreamCreate")
+    order = [names.index(n) for n in ("cuDevicePrimaryCtxRetain", "cuCtxSetCurrent", "cuStreamCreate")]
+    assert order == sorted(order)
     assert [a for s, a in lib.calls if s == "cuStreamCreate"][0][1] == cuda.CU_STREAM_NON_BLOCKING
     x = np.arange(10, dtype=np.float32)
     buf = dev.upload(x)
@@ -206,7 +210,8 @@ def test_cuda_device_setup_copies_timing_and_graphs(fake):
     calls = []
     assert dev.time_ms(lambda: calls.append(1), repeat=5) == 0.5 and len(calls) == 5  # 2.5 ms / 5
     graph = dev.capture(lambda: calls.append(2))
-    assert lib.names()[-3:] == ["cuStreamBeginCapture_v2", "cuStreamEndCapture", "cuGraphInstantiateWithFlags"]
+    assert lib.names()[-3:] == ["cuStreamBeginCapture_v2", "cuStreamEndCapture",
+                                "cuGraphInstantiateWithFlags"]
     graph.replay()
     assert lib.calls[-1] == ("cuGraphLaunch", (graph.exec, dev.stream))
     graph.close()
@@ -224,7 +229,9 @@ pytest.importorskip("triton")
 from tracecc.codegen import backends  # noqa: E402
 from tracecc.codegen.triton import launch  # noqa: E402
 from tracecc.codegen.triton.backend import HostMemory, TritonProgram, gpu_available  # noqa: E402
-from tracecc.passes.kernel_ir import Buffer, Index, Kernel, Load, LoopVar, Op, Phase, Program, Store  # noqa: E402
+from tracecc.passes.kernel_ir import (  # noqa: E402
+    Buffer, Index, Kernel, Load, LoopVar, Op, Phase, Program, Store,
+)
 from tracecc.runtime.dtypes import float32  # noqa: E402
 
 
@@ -246,7 +253,8 @@ def test_compile_a_function_and_a_training_step_with_triton_interpret(monkeypatc
     from tracecc.codegen.triton import backend
     launches = []
     real_launch = backend.TritonProgram.launch
-    monkeypatch.setattr(backend.TritonProgram, "launch", lambda self: (launches.append(self), real_launch(self))[1])
+    monkeypatch.setattr(backend.TritonProgram, "launch",
+                        lambda self: (launches.append(self), real_launch(self))[1])
     F = tc.nn.functional
     x = tc.randn(6, 10)
     y = tc.compile(lambda x: F.softmax(x * 2, -1), backend="triton_interpret")(x)
@@ -285,7 +293,8 @@ def _two_kernel_program():
     k1 = Kernel("poi_fused_mul_0", "pointwise", (i,), (Phase(stores=(
         Store("t", Index.affine([(i, 1)]), Op("mul", (x, x), float32)),)),))
     k2 = Kernel("poi_fused_add_1", "pointwise", (i,), (Phase(stores=(
-        Store("y", Index.affine([(i, 1)]), Op("add", (Load("t", Index.affine([(i, 1)]), float32), x), float32)),)),))
+        Store("y", Index.affine([(i, 1)]),
+              Op("add", (Load("t", Index.affine([(i, 1)]), float32), x), float32)),)),))
     return Program("p", {"x": Buffer("x", n, float32, "input"), "t": Buffer("t", n, float32, "temp"),
                          "y": Buffer("y", n, float32, "output")}, [k1, k2], ["x"], ["y"])
 
@@ -340,7 +349,8 @@ def test_autotuner_times_candidates_once_and_remembers(tmp_path, monkeypatch):
 
     def program():
         tp = TritonProgram(prog, source_dir=tmp_path, autotune=True)
-        tp.autotuner = launch.Autotuner(lambda fn: (fn(), next(timings))[1], path=tuner_path, device_name="fake")
+        tp.autotuner = launch.Autotuner(lambda fn: (fn(), next(timings))[1], path=tuner_path,
+                                        device_name="fake")
         return tp
 
     tp = program()
@@ -400,3 +410,51 @@ def test_gpu_check_dry_run(tmp_path, capsys):
         assert expected in names
     assert sum(r["status"] == "ok" for r in rows) >= 18
     assert "section" in text and "0 failed" in text  # the one table at the end
+
+
+def test_failed_graph_capture_falls_back_to_launching(tmp_path):
+    class NoGraphs(GraphMemory):
+        def capture(self, fn):
+            raise CudaDriverError("cuStreamBeginCapture_v2 failed: "
+                                  "CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED (900)")
+
+    tp = TritonProgram(_two_kernel_program(), source_dir=tmp_path, memory=NoGraphs(), graphs=True)
+    tp.run([np.ones(12, np.float32)])
+    with pytest.warns(UserWarning, match="capture failed"):
+        (y,) = tp.run([np.full(12, 2, np.float32)])
+    np.testing.assert_array_equal(y, np.full(12, 6.0))
+    assert tp.graphs is False and tp.graph is None
+
+
+@pytest.mark.parametrize("spec", [
+    launch.LaunchSpec("p", "pointwise", (), numel=67_108_864),
+    launch.LaunchSpec("p", "pointwise", (), numel=100),
+    launch.LaunchSpec("r", "rows", (), numel=32768, rnumel=4096, persistent=True),
+    launch.LaunchSpec("r", "rows", (), numel=3, rnumel=33, persistent=True),
+    launch.LaunchSpec("r", "rows", (), numel=1, rnumel=100_000, persistent=False),
+    launch.LaunchSpec("m", "matmul", (), numel=1, mnk=(4096, 4096, 4096)),
+    launch.LaunchSpec("m", "matmul", (), numel=4, mnk=(6, 3, 5)),
+    launch.LaunchSpec("m", "matmul", (), numel=1, mnk=(64, 10, 128), dot=False),
+], ids=lambda s: f"{s.kind}-{s.numel}-{s.rnumel}-{s.mnk}")
+@pytest.mark.parametrize("interpret", [True, False])
+def test_configs_fit_their_launch(spec, interpret):
+    def pow2(v):
+        return v > 0 and v & (v - 1) == 0
+
+    configs = launch.configs(spec, interpret, max_rblock=4096)
+    assert configs and len(set(configs)) == len(configs)
+    assert len(configs) == 1 if interpret or spec.kind == "matmul" and not spec.dot else True
+    for c in configs:
+        p = dict(c.params)
+        assert all(pow2(v) for v in p.values()) and pow2(c.num_warps) and c.num_warps <= 16
+        grid = launch.grid(spec, c)
+        if spec.kind == "pointwise":
+            assert p["XBLOCK"] <= max(1024, 1 << (spec.numel - 1).bit_length())
+            assert grid[0] * p["XBLOCK"] >= spec.numel
+        elif spec.kind == "rows":
+            assert p["XBLOCK"] <= max(1, 1 << (spec.numel - 1).bit_length())
+            assert (p["RBLOCK"] >= spec.rnumel) == spec.persistent  # persistent: the row in one block
+            assert p["XBLOCK"] * p["RBLOCK"] <= 8192 * (2 if spec.persistent else 1)
+        else:
+            assert min(p["BLOCK_M"], p["BLOCK_N"], p["BLOCK_K"]) >= 16  # tl.dot's minimum
+            assert grid[1] == spec.numel

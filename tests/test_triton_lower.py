@@ -20,7 +20,7 @@ import pytest  # noqa: E402
 
 pytest.importorskip("triton")
 
-import tracecc as tc  # noqa: E402
+from graph_builder import trace  # noqa: E402
 from tracecc.codegen.triton.backend import TritonProgram  # noqa: E402
 from tracecc.codegen.triton.lower import Options, lower_kernel  # noqa: E402
 from tracecc.codegen.triton.scalar import EMITTERS  # noqa: E402
@@ -35,7 +35,7 @@ from tracecc.runtime import eager  # noqa: E402
 from tracecc.runtime.dtypes import bfloat16, bool_, float16, float32, get_dtype, int64  # noqa: E402
 from tracecc.runtime.registry import PRIMITIVES  # noqa: E402
 
-from graph_builder import trace  # noqa: E402
+import tracecc as tc  # noqa: E402
 
 rng = np.random.default_rng(0)
 
@@ -69,7 +69,7 @@ def both(k, bufs, src_dir, **kw):
 
 # ---------------------------------------------------------------- hand-written kernels
 def pointwise_kernel():
-    I, J = 5, 7
+    I, J = 5, 7  # noqa: E741
     i, j = LoopVar("i0", I), LoopVar("i1", J)
     x = rng.standard_normal((J, I)).astype(np.float32)
     b = rng.standard_normal(J).astype(np.float32)
@@ -189,11 +189,13 @@ def test_gather_by_label_and_scatter_add_with_repeated_labels(src_dir):
     wts = rng.standard_normal(B).astype(np.float32)
     label = Load("y", Index.affine([(i, 1)]), int64)
     pick = Load("logp", Index(0, (Term(C, i), Term(1, expr=label))), float32)
-    gather = Kernel("gat_0", "pointwise", (i,), (Phase(stores=(Store("out", Index.affine([(i, 1)]), pick),)),))
+    gather = Kernel("gat_0", "pointwise", (i,),
+                    (Phase(stores=(Store("out", Index.affine([(i, 1)]), pick),)),))
     scatter = Kernel("sca_1", "scatter", (i,), (Phase(stores=(
         Store("g", Index(0, (Term(1, expr=label),)), Load("w", Index.affine([(i, 1)]), float32),
               accumulate=True),)),))
-    prog = Program("ce", {"logp": Buffer("logp", B * C, float32, "input"), "y": Buffer("y", B, int64, "input"),
+    prog = Program("ce", {"logp": Buffer("logp", B * C, float32, "input"),
+                          "y": Buffer("y", B, int64, "input"),
                           "w": Buffer("w", B, float32, "input"), "out": Buffer("out", B, float32, "output"),
                           "g": Buffer("g", C, float32, "input")},
                    [gather, scatter], ["logp", "y", "w", "g"], ["out", "g"])
@@ -210,6 +212,17 @@ def test_gather_by_label_and_scatter_add_with_repeated_labels(src_dir):
     assert not tp.kernels[1].launches[0].rerunnable and tp.kernels[0].launches[0].rerunnable
 
 
+def scatter_kernel():
+    B, C = 6, 4
+    i = LoopVar("i0", B)
+    label = Load("y", Index.affine([(i, 1)]), int64)
+    k = Kernel("sca_1", "scatter", (i,), (Phase(stores=(
+        Store("g", Index(0, (Term(1, expr=label),)), Load("w", Index.affine([(i, 1)]), float32),
+              accumulate=True),)),))
+    return k, {"y": np.array([1, 3, 1, 0, 1, 3]), "w": rng.standard_normal(B).astype(np.float32),
+               "g": np.zeros(C, np.float32)}
+
+
 def test_reshape_of_permuted_view_uses_div_mod_terms(src_dir):
     R, C = 3, 4
     f = LoopVar("i0", R * C)
@@ -221,8 +234,7 @@ def test_reshape_of_permuted_view_uses_div_mod_terms(src_dir):
     assert "4*(i0 % 3) + (i0 // 3)" in tp.kernels[0].source
 
 
-@pytest.mark.parametrize("max_rblock", [4096, 2])
-def test_argmax_argmin_with_nan_and_ties_and_bool_ops(src_dir, max_rblock):
+def argmax_kernel():
     R, C = 5, 7
     r, c, c2 = LoopVar("i0", R), LoopVar("r0", C), LoopVar("r1", C)
     x = rng.standard_normal((R, C)).astype(np.float32)
@@ -247,6 +259,12 @@ def test_argmax_argmin_with_nan_and_ties_and_bool_ops(src_dir, max_rblock):
     ))
     bufs = {"x": x.ravel(), "xi": xi.ravel(), "y": np.zeros(R, np.int64), "ymin": np.zeros(R, np.int64),
             "yi": np.zeros(R, np.int64), "pos": np.zeros(R, np.bool_)}
+    return k, bufs, (x, xi)
+
+
+@pytest.mark.parametrize("max_rblock", [4096, 2])
+def test_argmax_argmin_with_nan_and_ties_and_bool_ops(src_dir, max_rblock):
+    k, bufs, (x, xi) = argmax_kernel()
     expected, got, _ = both(k, bufs, src_dir, options=Options(max_rblock=max_rblock))
     np.testing.assert_array_equal(got["y"], np.argmax(x, 1))
     np.testing.assert_array_equal(got["ymin"], np.argmin(x, 1))
@@ -291,7 +309,7 @@ def test_full_reductions_column_reduction_and_nan_max(src_dir, max_rblock):
     np.testing.assert_allclose(got["cs"], xs.sum(0), rtol=1e-5, atol=1e-6)
 
 
-def test_half_precision_loads_and_stores_compute_in_float32(src_dir):
+def half_kernel():
     R, C = 3, 40
     r, c, c2 = LoopVar("i0", R), LoopVar("r0", C), LoopVar("r1", C)
     x = rng.standard_normal((R, C)).astype(np.float16)
@@ -304,15 +322,20 @@ def test_half_precision_loads_and_stores_compute_in_float32(src_dir):
             Load("w", Index.affine([(c2, 1)]), bfloat16)), bfloat16)),)),
         Phase(stores=(Store("s", Index.affine([(r, 1)]), RowValue("s", float16)),)),
     ))
-    bufs = {"x": x.ravel(), "w": w, "y": np.zeros(R * C, bfloat16.np), "s": np.zeros(R, np.float16)}
+    return k, {"x": x.ravel(), "w": w, "y": np.zeros(R * C, bfloat16.np), "s": np.zeros(R, np.float16)}, x
+
+
+def test_half_precision_loads_and_stores_compute_in_float32(src_dir):
+    k, bufs, x = half_kernel()
     expected, got, tp = both(k, bufs, src_dir)
     np.testing.assert_allclose(got["s"].astype(np.float32), x.astype(np.float32).sum(1), rtol=2e-3, atol=2e-3)
+    # one bfloat16 rounding (to nearest even) per op, as eager: the interpreter is patched to round
     np.testing.assert_allclose(got["y"].astype(np.float32), expected["y"].astype(np.float32), rtol=1e-2)
     src = tp.kernels[0].source
     assert ".to(tl.float32)" in src and ".to(tl.bfloat16)" in src and ".to(tl.float16)" in src
 
 
-def test_every_pointwise_op_matches_the_evaluator(src_dir):
+def every_op_kernel():
     n = 16
     i = LoopVar("i0", n)
     x = (rng.standard_normal(n) * 3).astype(np.float32)
@@ -347,7 +370,8 @@ def test_every_pointwise_op_matches_the_evaluator(src_dir):
     cases["logical_not"] = Op("logical_not", (BX,), bool_)
     cases["isnan"] = Op("isnan", (X,), bool_)
     cases["where"] = Op("where", (BX, X, Y), float32)
-    cases["cast_f_i"] = Op("cast", (Op("mul", (Y, Const(3.0, float32)), float32),), int64, (("dtype", int64),))
+    cases["cast_f_i"] = Op("cast", (Op("mul", (Y, Const(3.0, float32)), float32),), int64,
+                           (("dtype", int64),))
     cases["cast_i_f"] = Op("cast", (XI,), float32, (("dtype", float32),))
     cases["cast_f_b"] = Op("cast", (X,), bool_, (("dtype", bool_),))
     cases["cast_f_h"] = Op("cast", (Op("mul", (Y, Const(1 / 3, float32)), float32),), float16,
@@ -358,26 +382,37 @@ def test_every_pointwise_op_matches_the_evaluator(src_dir):
     k = Kernel("poi_every_op_0", "pointwise", (i,), (Phase(stores=stores),))
     bufs = {"x": x, "y": y, "xi": xi, "yi": yi, "bx": bx}
     bufs.update({name: np.zeros(n, e.dtype.np) for name, e in cases.items()})
+    return k, bufs, cases
+
+
+def test_every_pointwise_op_matches_the_evaluator(src_dir):
+    k, bufs, cases = every_op_kernel()
     expected, got, _ = both(k, bufs, src_dir)
     for name in cases:
         np.testing.assert_allclose(got[name].astype(np.float64), expected[name].astype(np.float64),
                                    rtol=2e-6, atol=1e-6, equal_nan=True, err_msg=name)
 
 
-def test_split_kernel_launches_each_phase_in_order(src_dir):
+def split_kernel():
     # slice_scatter-like: copy base, then overwrite a region; the second launch must follow
     n = 10
     r0, r1 = LoopVar("r0", n), LoopVar("r1", 3)
     k = Kernel("poi_fused_copy_0", "pointwise", (), (
-        Phase((r0,), stores=(Store("out", Index.affine([(r0, 1)]), Load("base", Index.affine([(r0, 1)]), float32)),)),
+        Phase((r0,), stores=(Store("out", Index.affine([(r0, 1)]),
+                                   Load("base", Index.affine([(r0, 1)]), float32)),)),
         Phase((r1,), stores=(Store("out", Index.affine([(r1, 2)], offset=1),
                                    Load("src", Index.affine([(r1, 1)]), float32)),)),
     ))
     base, src = np.arange(n, dtype=np.float32), -np.arange(1, 4, dtype=np.float32)
-    bufs = {"base": base, "src": src, "out": np.zeros(n, np.float32)}
+    return k, {"base": base, "src": src, "out": np.zeros(n, np.float32)}
+
+
+def test_split_kernel_launches_each_phase_in_order(src_dir):
+    k, bufs = split_kernel()
     expected, got, tp = both(k, bufs, src_dir)
     np.testing.assert_array_equal(got["out"], expected["out"])
-    assert [s.fn for s in tp.kernels[0].launches] == ["triton_poi_fused_copy_0_p0", "triton_poi_fused_copy_0_p1"]
+    assert [s.fn for s in tp.kernels[0].launches] == ["triton_poi_fused_copy_0_p0",
+                                                      "triton_poi_fused_copy_0_p1"]
 
 
 def test_unknown_op_is_not_implemented():
@@ -500,17 +535,23 @@ _COMPILE_SCRIPT = textwrap.dedent("""
     from tracecc.codegen.triton.lower import Options, set_float32_matmul_precision
     set_float32_matmul_precision("high")
     cases = {{
-        "pointwise": t.pointwise_kernel()[:2], "softmax": t.softmax_kernel()[:2],
-        "matmul": t.matmul_kernel(M=64, K=64, N=64), "matmul_f16": t.matmul_kernel(M=64, K=64, N=64, dtype=t.float16),
+        "pointwise": (t.pointwise_kernel()[:2], 4096), "softmax": (t.softmax_kernel()[:2], 4096),
+        "softmax_looped": (t.softmax_kernel()[:2], 4), "argmax": (t.argmax_kernel()[:2], 4096),
+        "argmax_looped": (t.argmax_kernel()[:2], 2), "half": (t.half_kernel()[:2], 4096),
+        "every_op": (t.every_op_kernel()[:2], 4096), "split": (t.split_kernel(), 4096),
+        "scatter": (t.scatter_kernel(), 4096),
+        "matmul": (t.matmul_kernel(M=64, K=64, N=64), 4096),
+        "matmul_f16": (t.matmul_kernel(M=64, K=64, N=64, dtype=t.float16), 4096),
+        "matmul_int": (t.matmul_kernel(M=20, K=8, N=16, dtype=t.int64), 4096),
     }}
     out = {{}}
-    for name, (k, bufs) in cases.items():
+    for name, ((k, bufs), max_rblock) in cases.items():
         kern = t.lower_kernel(k, {{n: t.get_dtype(a.dtype) for n, a in bufs.items()}},
-                              {{n: a.size for n, a in bufs.items()}}, Options(max_rblock=4 if name == "softmax" else 4096))
-        spec = kern.launches[0]
-        config = launch.configs(spec, interpret=False)[0]
-        ck = launch.compile_offline(kern, spec, config, arch=90, directory={src!r})
-        out[name] = {{"ptx": ck.asm["ptx"], "cubin": len(ck.asm["cubin"])}}
+                              {{n: a.size for n, a in bufs.items()}}, Options(max_rblock=max_rblock))
+        for spec in kern.launches:
+            config = launch.configs(spec, interpret=False, max_rblock=max_rblock)[0]
+            ck = launch.compile_offline(kern, spec, config, arch=90, directory={src!r})
+            out[spec.fn + ":" + name] = {{"ptx": ck.asm["ptx"], "cubin": len(ck.asm["cubin"])}}
     print(json.dumps(out))
 """)
 
@@ -521,12 +562,17 @@ def test_generated_source_compiles_to_ptx_for_sm90_offline(src_dir):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env.update(TRITON_DEFAULT_FP_FUSION="1", TRACECC_TEST_COMPILE_ONLY="1")
     script = _COMPILE_SCRIPT.format(tests=os.path.dirname(__file__), src=str(src_dir))
-    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(out) == 13  # every kernel kind (split has two launches)
     for name, r in out.items():
         assert ".target sm_90" in r["ptx"] and r["cubin"] > 0, name
         assert ".entry triton_" in r["ptx"], name
-    # a looped reduction, and tensor cores for tf32 (precision "high") and f16 operands
-    assert "mma" in out["matmul"]["ptx"] and "tf32" in out["matmul"]["ptx"]
-    assert "mma" in out["matmul_f16"]["ptx"] and "f16" in out["matmul_f16"]["ptx"]
+    ptx = {name.split(":")[1]: r["ptx"] for name, r in out.items()}
+    # tensor cores for tf32 (precision "high") and f16 operands; none for the int64 fallback
+    assert "mma" in ptx["matmul"] and "tf32" in ptx["matmul"]
+    assert "mma" in ptx["matmul_f16"] and "f16" in ptx["matmul_f16"]
+    assert "mma" not in ptx["matmul_int"]
+    assert "atom.global" in ptx["scatter"] or "red.global" in ptx["scatter"]

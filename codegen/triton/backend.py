@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from functools import partial
 
 import numpy as np
 
 from ...passes.kernel_ir import Program, format_program
 from ...passes.pipeline import NullSink
+from ...runtime.errors import TraceccError
 from ..backends import register_backend
 from . import launch
 from .launch import Autotuner, NPTensor
@@ -155,8 +157,14 @@ class TritonProgram:
         elif self.graph is not None:
             self.graph.replay()
         elif self.graphs and self.calls >= 1:
-            self.graph = self.memory.device.capture(self._launch_plan)
-            self.graph.replay()
+            try:
+                self.graph = self.memory.device.capture(self._launch_plan)
+            except TraceccError as e:  # e.g. a driver without graph support: launch directly
+                warnings.warn(f"CUDA graph capture failed, launching kernels one by one: {e}")
+                self.graphs = False
+                self._launch_plan()
+            else:
+                self.graph.replay()
         else:
             self._launch_plan()
         self.calls += 1

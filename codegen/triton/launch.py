@@ -211,12 +211,12 @@ def load_module(kernel: TritonKernel, interpret: bool, directory: Path | None = 
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:
-        knobs = getattr(triton, "knobs", None)
-        if knobs is None:  # older triton: the mode comes from TRITON_INTERPRET alone
-            spec.loader.exec_module(module)
+        runtime_knobs = getattr(getattr(triton, "knobs", None), "runtime", None)
+        if runtime_knobs is None or not hasattr(runtime_knobs, "scope"):
+            spec.loader.exec_module(module)  # older triton: TRITON_INTERPRET alone decides
         else:
-            with knobs.runtime.scope():
-                knobs.runtime.interpret = interpret  # @triton.jit reads it when it runs
+            with runtime_knobs.scope():
+                runtime_knobs.interpret = interpret  # @triton.jit reads it when it runs
                 spec.loader.exec_module(module)
     except Exception as e:
         sys.modules.pop(name, None)
