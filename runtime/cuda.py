@@ -266,7 +266,7 @@ class CachingAllocator:
                 except CudaOutOfMemoryError as e:
                     raise CudaOutOfMemoryError(
                         f"out of device memory allocating {nbytes} bytes "
-                        f"({self.stats['allocated']} bytes allocated by tracecc)",
+                        f"({self.stats['allocated']} bytes allocated by tracecc; {e.message})",
                         hint=e.hint) from None
             self.stats["driver_allocs"] += 1
             self.stats["reserved"] += size

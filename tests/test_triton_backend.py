@@ -458,3 +458,106 @@ def test_configs_fit_their_launch(spec, interpret):
         else:
             assert min(p["BLOCK_M"], p["BLOCK_N"], p["BLOCK_K"]) >= 16  # tl.dot's minimum
             assert grid[1] == spec.numel
+
+
+# ---------------------------------------------------------------- a fake libcuda.so, through real ctypes
+FAKE_LIBCUDA_C = r"""
+#include <stdlib.h>
+#include <string.h>
+typedef int CUresult;
+typedef unsigned long long CUdeviceptr;
+static int inited, launches;
+static size_t used;
+CUresult cuInit(unsigned int f) { inited = 1; return 0; }
+CUresult cuDeviceGetCount(int *n) { if (!inited) return 3; *n = 1; return 0; }
+CUresult cuDeviceGet(int *d, int i) { if (i != 0) return 101; *d = 0; return 0; }
+CUresult cuDeviceGetName(char *name, int len, int d) { strncpy(name, "Fake GPU (C)", len); return 0; }
+CUresult cuDeviceGetAttribute(int *v, int attr, int d) { *v = attr == 75 ? 9 : attr == 16 ? 132 : 0; return 0; }
+CUresult cuDeviceTotalMem_v2(size_t *b, int d) { *b = (size_t)80 << 30; return 0; }
+CUresult cuDevicePrimaryCtxRetain(void **c, int d) { *c = (void *)0x1234; return 0; }
+CUresult cuCtxSetCurrent(void *c) { return c == (void *)0x1234 ? 0 : 201; }
+CUresult cuStreamCreate(void **s, unsigned int flags) { *s = (void *)(0x5000 + (size_t)flags); return 0; }
+CUresult cuStreamSynchronize(void *s) { return s == (void *)0x5001 ? 0 : 400; }
+CUresult cuMemAlloc_v2(CUdeviceptr *p, size_t n) {
+    void *m = n > ((size_t)1 << 40) ? 0 : malloc(n);
+    if (!m) return 2;
+    *p = (CUdeviceptr)m; used += n; return 0;
+}
+CUresult cuMemFree_v2(CUdeviceptr p) { free((void *)p); return 0; }
+CUresult cuMemGetInfo_v2(size_t *f, size_t *t) { *t = (size_t)80 << 30; *f = *t - used; return 0; }
+CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr d, const void *s, size_t n, void *st) { memcpy((void *)d, s, n); return 0; }
+CUresult cuMemcpyDtoHAsync_v2(void *d, CUdeviceptr s, size_t n, void *st) { memcpy(d, (void *)s, n); return 0; }
+CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr d, CUdeviceptr s, size_t n, void *st) {
+    memcpy((void *)d, (void *)s, n); return 0;
+}
+CUresult cuMemsetD8Async(CUdeviceptr d, unsigned char v, size_t n, void *st) { memset((void *)d, v, n); return 0; }
+CUresult cuEventCreate(void **e, unsigned int f) { *e = malloc(8); return 0; }
+CUresult cuEventRecord(void *e, void *s) { return 0; }
+CUresult cuEventSynchronize(void *e) { return 0; }
+CUresult cuEventElapsedTime(float *ms, void *a, void *b) { *ms = 1.5f; return 0; }
+CUresult cuEventDestroy_v2(void *e) { free(e); return 0; }
+CUresult cuStreamBeginCapture_v2(void *s, int mode) { return mode == 2 ? 0 : 1; }
+CUresult cuStreamEndCapture(void *s, void **g) { *g = (void *)0x6000; return 0; }
+CUresult cuGraphInstantiateWithFlags(void **e, void *g, unsigned long long f) { *e = (void *)0x7000; return 0; }
+CUresult cuGraphLaunch(void *e, void *s) { launches++; return e == (void *)0x7000 ? 0 : 400; }
+CUresult cuGraphExecDestroy(void *e) { return 0; }
+CUresult cuGraphDestroy(void *g) { return 0; }
+CUresult cuGetErrorName(CUresult r, const char **s) { *s = r == 2 ? "CUDA_ERROR_OUT_OF_MEMORY" : "CUDA_ERROR_FAKE"; return 0; }
+int fake_graph_launches(void) { return launches; }
+"""
+
+
+def test_runtime_through_real_ctypes_on_a_fake_libcuda(tmp_path, monkeypatch):
+    """The bindings' C signatures on a real shared library: 64-bit device pointers, byref
+    outputs, strings, floats. Device memory is host memory here, so data round-trips."""
+    import shutil
+    import subprocess
+    compiler = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if compiler is None:
+        pytest.skip("no C compiler")
+    src, lib_path = tmp_path / "fake_cuda.c", tmp_path / "libfakecuda.so"
+    src.write_text(FAKE_LIBCUDA_C)
+    subprocess.run([compiler, "-shared", "-fPIC", "-O1", "-o", str(lib_path), str(src)], check=True)
+    monkeypatch.setattr(cuda, "_driver", None)
+    monkeypatch.setenv("TRACECC_LIBCUDA", str(lib_path))
+    assert cuda.is_available() and cuda.device_count() == 1
+    dev = cuda.CudaDevice(0)
+    assert (dev.name, dev.capability, dev.multiprocessors, dev.total_memory) == ("Fake GPU (C)", (9, 0), 132,
+                                                                                80 << 30)
+    assert dev.stream == 0x5001  # created non-blocking; synchronize() passes it back intact
+    x = np.random.default_rng(0).standard_normal(1000).astype(np.float32)
+    a = dev.upload(x)
+    assert a.ptr > 2 ** 32  # a 64-bit address survives c_uint64
+    b = dev.alloc(x.nbytes)
+    dev.copy(b, a)
+    np.testing.assert_array_equal(dev.copy_to_host(b, np.empty(1000, np.float32)), x)
+    dev.fill_bytes(b, 0)
+    assert not dev.copy_to_host(b, np.empty(1000, np.float32)).any()
+    assert dev.mem_get_info()[0] == (80 << 30) - 2 * 4096
+    assert dev.time_ms(lambda: None, repeat=3) == pytest.approx(0.5)
+    graph = dev.capture(lambda: None)
+    graph.replay()
+    graph.replay()
+    assert dev.driver.lib.fake_graph_launches() == 2
+    graph.close()
+    with pytest.raises(CudaOutOfMemoryError, match="CUDA_ERROR_OUT_OF_MEMORY"):
+        dev.alloc(1 << 41)
+    with pytest.raises(CudaDriverError, match=r"cuStreamSynchronize failed: CUDA_ERROR_FAKE \(400\)"):
+        dev.driver.call("stream_synchronize", 0x5000)
+    a.free(), b.free()
+    dev.empty_cache()
+    assert dev.memory_reserved() == 0 and dev.max_memory_allocated() == 2 * 4096
+
+
+def test_device_arguments_are_typed_by_dtype_name():
+    """What Triton's launcher makes of a DeviceArg is what offline compiles are given."""
+    import triton
+
+    from tracecc.codegen.triton.scalar import SIGNATURE
+    from tracecc.runtime import dtypes
+
+    class Buf:
+        ptr = 0x7F0000001000
+
+    for d in dtypes.ALL_DTYPES:
+        assert triton.runtime.jit.mangle_type(launch.DeviceArg(Buf(), d)) == "*" + SIGNATURE[d.name]

@@ -24,9 +24,10 @@ _TL = {
     "int32": "tl.int32", "int64": "tl.int64", "float16": "tl.float16", "bfloat16": "tl.bfloat16",
     "float32": "tl.float32", "float64": "tl.float64",
 }
-# pointer element types for triton.compile signatures ("*fp32", ...)
+# pointer element types for triton.compile signatures, as the launcher types numpy-named
+# dtypes (triton.runtime.jit.mangle_type: bool is "u1")
 SIGNATURE = {
-    "bool": "i1", "uint8": "u8", "int8": "i8", "int16": "i16", "int32": "i32", "int64": "i64",
+    "bool": "u1", "uint8": "u8", "int8": "i8", "int16": "i16", "int32": "i32", "int64": "i64",
     "float16": "fp16", "bfloat16": "bf16", "float32": "fp32", "float64": "fp64",
 }
 _INT_RANGE = {"bool": (0, 1), "uint8": (0, 255), "int8": (-(2 ** 7), 2 ** 7 - 1),
