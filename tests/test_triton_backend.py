@@ -472,7 +472,9 @@ CUresult cuInit(unsigned int f) { inited = 1; return 0; }
 CUresult cuDeviceGetCount(int *n) { if (!inited) return 3; *n = 1; return 0; }
 CUresult cuDeviceGet(int *d, int i) { if (i != 0) return 101; *d = 0; return 0; }
 CUresult cuDeviceGetName(char *name, int len, int d) { strncpy(name, "Fake GPU (C)", len); return 0; }
-CUresult cuDeviceGetAttribute(int *v, int attr, int d) { *v = attr == 75 ? 9 : attr == 16 ? 132 : 0; return 0; }
+CUresult cuDeviceGetAttribute(int *v, int attr, int d) {
+    *v = attr == 75 ? 9 : attr == 16 ? 132 : 0; return 0;
+}
 CUresult cuDeviceTotalMem_v2(size_t *b, int d) { *b = (size_t)80 << 30; return 0; }
 CUresult cuDevicePrimaryCtxRetain(void **c, int d) { *c = (void *)0x1234; return 0; }
 CUresult cuCtxSetCurrent(void *c) { return c == (void *)0x1234 ? 0 : 201; }
@@ -485,12 +487,18 @@ CUresult cuMemAlloc_v2(CUdeviceptr *p, size_t n) {
 }
 CUresult cuMemFree_v2(CUdeviceptr p) { free((void *)p); return 0; }
 CUresult cuMemGetInfo_v2(size_t *f, size_t *t) { *t = (size_t)80 << 30; *f = *t - used; return 0; }
-CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr d, const void *s, size_t n, void *st) { memcpy((void *)d, s, n); return 0; }
-CUresult cuMemcpyDtoHAsync_v2(void *d, CUdeviceptr s, size_t n, void *st) { memcpy(d, (void *)s, n); return 0; }
+CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr d, const void *s, size_t n, void *st) {
+    memcpy((void *)d, s, n); return 0;
+}
+CUresult cuMemcpyDtoHAsync_v2(void *d, CUdeviceptr s, size_t n, void *st) {
+    memcpy(d, (void *)s, n); return 0;
+}
 CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr d, CUdeviceptr s, size_t n, void *st) {
     memcpy((void *)d, (void *)s, n); return 0;
 }
-CUresult cuMemsetD8Async(CUdeviceptr d, unsigned char v, size_t n, void *st) { memset((void *)d, v, n); return 0; }
+CUresult cuMemsetD8Async(CUdeviceptr d, unsigned char v, size_t n, void *st) {
+    memset((void *)d, v, n); return 0;
+}
 CUresult cuEventCreate(void **e, unsigned int f) { *e = malloc(8); return 0; }
 CUresult cuEventRecord(void *e, void *s) { return 0; }
 CUresult cuEventSynchronize(void *e) { return 0; }
@@ -498,11 +506,15 @@ CUresult cuEventElapsedTime(float *ms, void *a, void *b) { *ms = 1.5f; return 0;
 CUresult cuEventDestroy_v2(void *e) { free(e); return 0; }
 CUresult cuStreamBeginCapture_v2(void *s, int mode) { return mode == 2 ? 0 : 1; }
 CUresult cuStreamEndCapture(void *s, void **g) { *g = (void *)0x6000; return 0; }
-CUresult cuGraphInstantiateWithFlags(void **e, void *g, unsigned long long f) { *e = (void *)0x7000; return 0; }
+CUresult cuGraphInstantiateWithFlags(void **e, void *g, unsigned long long f) {
+    *e = (void *)0x7000; return 0;
+}
 CUresult cuGraphLaunch(void *e, void *s) { launches++; return e == (void *)0x7000 ? 0 : 400; }
 CUresult cuGraphExecDestroy(void *e) { return 0; }
 CUresult cuGraphDestroy(void *g) { return 0; }
-CUresult cuGetErrorName(CUresult r, const char **s) { *s = r == 2 ? "CUDA_ERROR_OUT_OF_MEMORY" : "CUDA_ERROR_FAKE"; return 0; }
+CUresult cuGetErrorName(CUresult r, const char **s) {
+    *s = r == 2 ? "CUDA_ERROR_OUT_OF_MEMORY" : "CUDA_ERROR_FAKE"; return 0;
+}
 int fake_graph_launches(void) { return launches; }
 """
 
