@@ -50,8 +50,8 @@ class Comp:
         b = self.bounds()
         if b is None or b[0] < 0:
             return None
-        if div == 1 and (mod == 0 or b[1] < mod):
-            return self
+        if div == 1:
+            return self if mod == 0 else self.modulo(mod)
         if self.const == 0 and len(self.terms) == 1 and self.terms[0].stride == 1:
             return _divmod_single(self.terms[0], div, mod)
         # digits: terms whose coefficient is a multiple of div go to the quotient; the rest
@@ -65,13 +65,17 @@ class Comp:
         if self.const % div or low_max + self.const % div >= div:
             return None
         quotient = _normalize(self.const // div, tuple(high))
-        if mod == 0:
-            return quotient
-        qb = quotient.bounds()
-        if qb[1] < mod:
-            return quotient
-        if len(quotient.terms) == 1 and quotient.const == 0 and quotient.terms[0].stride == 1:
-            return _divmod_single(quotient.terms[0], 1, mod)
+        return quotient if mod == 0 else quotient.modulo(mod)
+
+    def modulo(self, mod: int) -> "Comp | None":
+        """self % mod: terms that are multiples of mod vanish; what remains must stay in
+        [0, mod) (or be one plain variable, which gets a modulo term)."""
+        rest = Comp(self.const % mod, tuple(t for t in self.terms if t.stride % mod))
+        b = rest.bounds()
+        if b is not None and 0 <= b[0] and b[1] < mod:
+            return rest
+        if rest.const == 0 and len(rest.terms) == 1 and rest.terms[0].stride == 1:
+            return _divmod_single(rest.terms[0], 1, mod)
         return None
 
     def to_index(self) -> Index:

@@ -41,6 +41,14 @@ CHEAP_OPS = {"full", "arange", "cast", "copy", "neg", "reshape", "permute", "exp
 SHORT = {"reduction": "red", "pointwise": "poi", "matmul": "mm", "scatter": "sca", "copy": "cpy"}
 
 
+class NeedsOwnKernel(Exception):
+    """A member reads a reduction of its own group other than along the row: it must not
+    join that group (the reduction is only stored at the end of the kernel)."""
+
+    def __init__(self, value):
+        self.value = value
+
+
 class NeedsRealize(Exception):
     """value_at met a view it cannot express as index arithmetic: realise `value` first."""
 
@@ -83,6 +91,7 @@ class Scheduler:
         self.log: list[str] = []
         self.realized = self._initial_realized()
         self.must_load: set = set()  # realised values consumers must load, never recompute
+        self.no_row_fusion: set = set()  # members that must get a kernel of their own
 
     # ------------------------------------------------------------ 1. realise
     def _initial_realized(self) -> set:
@@ -210,7 +219,7 @@ class Scheduler:
 
     def _place_reduction(self, n):
         key = self._rows_key(n)
-        if self.fuse:
+        if self.fuse and n.out not in self.no_row_fusion:
             for g in reversed(self.groups):
                 if g.kind == "reduction" and g.key == key and self._legal_join(n.out, g):
                     self.log.append(f"fuse {_name(n.out)} ({n.op}) into {self._gname(g)}: same rows "
@@ -231,7 +240,8 @@ class Scheduler:
                 g = self.group_of.get(r)
                 if g is None:
                     continue
-                if g.kind == "reduction" and self._row_compatible(v, g) and self._legal_join(v, g):
+                if g.kind == "reduction" and v not in self.no_row_fusion and self._row_compatible(v, g) \
+                        and self._legal_join(v, g):
                     self.log.append(f"fuse {_name(v)} ({n.op}) into {self._gname(g)}: reads the "
                                     f"reductions along the same rows")
                     self._add(v, g)
@@ -260,6 +270,10 @@ class Scheduler:
                 self.group()
                 kernels = [self._emit(g) for g in self._ordered_groups()]
                 break
+            except NeedsOwnKernel as e:
+                self.log.append(f"refuse {_name(e.value)} in a row kernel: it reads a reduction "
+                                f"of that kernel across rows")
+                self.no_row_fusion.add(e.value)
             except NeedsRealize as e:
                 if e.value in self.must_load:
                     raise AssertionError(f"fusion: {_name(e.value)} realised but still not loadable")
@@ -312,6 +326,7 @@ class KernelEmitter:
         self.row_vars: tuple = ()
         self.rows: dict = {}  # reduction value -> RowValue name, once its phase is emitted
         self.acc_of = None
+        self.current = None  # the member being computed (to refuse it if it cannot stay)
         self.absorbed: list = []
         self.cache: dict = {}
 
@@ -345,8 +360,10 @@ class KernelEmitter:
         s = self.s
         if v in self.rows:
             if not self._is_row_read(v, comps):
-                raise NotImplementedError(f"fusion: {_name(v)} is read across rows inside its own kernel")
+                raise NeedsOwnKernel(self.current)
             return self.rows[v]
+        if v in self.g.reductions and v not in self.rows and self.g.kind == "reduction":
+            raise NeedsOwnKernel(self.current)  # read before (or while) it is computed
         if self.acc_of is not None and v is self.acc_of and comps == self.identity:
             return Acc(v.type.dtype)
         inline_member = (v in s.realized and s.group_of.get(v) is self.g and v in s.producer
@@ -368,12 +385,13 @@ class KernelEmitter:
             return Op(op, args, v.type.dtype, params)
         if op == "reshape":
             x = node.inputs[0]
-            if s.is_buffer(x) and (x in s.must_load or s.group_of.get(x) is not self.g):
+            own_reduction = x in self.g.reductions
+            if s.is_buffer(x) and not own_reduction and (x in s.must_load or s.group_of.get(x) is not self.g):
                 # a contiguous buffer: the flat offset is the same before and after
                 return Load(_name(x), linearize(comps, _shape(v)).to_index(), x.type.dtype)
             back = reshape_back(comps, _shape(x), _shape(v))
             if back is None:
-                raise NeedsRealize(x)
+                raise NeedsOwnKernel(self.current) if own_reduction else NeedsRealize(x)
             return self.value_at(x, back)
         if op == "permute":
             return self.value_at(node.inputs[0], permute_back(comps, p["dims"]))
@@ -497,6 +515,7 @@ class KernelEmitter:
         row_members = []
         full_members = []
         for m in g.members:
+            self.current = m
             if m in g.reductions:
                 node = s.producer[m]
                 self.absorbed.append(node)
@@ -511,17 +530,22 @@ class KernelEmitter:
                 full_members.append(m)
             else:
                 row_members.append(m)
-        row_comps_of = self._row_comps
-        stores = [self._store(m, row_comps_of(m), self.rows[m] if m in self.rows else
-                              self.compute(m, row_comps_of(m)))
-                  for m in g.members if (m in g.reductions or m in row_members) and s.needs_buffer(m, g)]
+        stores = []
+        for m in g.members:
+            if (m in g.reductions or m in row_members) and s.needs_buffer(m, g):
+                self.current = m
+                comps = self._row_comps(m)
+                stores.append(self._store(m, comps, self.rows[m] if m in self.rows else self.compute(m, comps)))
         if stores:
             phases.append(Phase((), stores=tuple(stores)))
         if full_members:
             inner = self._loops([full[a] for a in axes], "r")
             comps = self._full_comps(inner)
-            phases.append(Phase(inner, stores=tuple(self._store(m, comps, self.compute(m, comps))
-                                                    for m in full_members)))
+            full_stores = []
+            for m in full_members:
+                self.current = m
+                full_stores.append(self._store(m, comps, self.compute(m, comps)))
+            phases.append(Phase(inner, stores=tuple(full_stores)))
         reason = "reductions over the same rows and their consumers" if len(g.members) > 1 else ""
         return Kernel("", "reduction", self.row_vars, tuple(phases), reason=reason)
 

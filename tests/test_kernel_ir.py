@@ -141,3 +141,17 @@ def test_argmax_reduction_and_bool_ops(run_kernel):
     run_kernel(k, bufs)
     np.testing.assert_array_equal(bufs["y"], x.argmax(1))
     np.testing.assert_array_equal(bufs["pos"], x.argmax(1) > 2)
+
+
+def test_index_algebra_divmod_and_modulo():
+    from tracecc.passes.indexing import Comp, reshape_back
+
+    i, j, k = LoopVar("i", 2), LoopVar("j", 3), LoopVar("k", 3)
+    # (2, 3, 1, 3, 1) viewed as (2, 3, 3): exact affine again
+    back = reshape_back([Comp.of(i), Comp.of(j), Comp(), Comp.of(k), Comp()], (2, 3, 3), (2, 3, 1, 3, 1))
+    assert back == [Comp.of(i), Comp.of(j), Comp.of(k)]
+    flat = Comp.of(i).scale(9) + Comp.of(j).scale(3) + Comp.of(k)
+    assert flat.modulo(3) == Comp.of(k)  # multiples of 3 vanish
+    assert flat.divmod(3, 3) == Comp.of(j)
+    f = LoopVar("f", 12)  # a merged dimension split again needs floor-division and modulo
+    assert reshape_back([Comp.of(f)], (3, 4), (12,)) == [Comp(0, (Term(1, f, 4, 0),)), Comp(0, (Term(1, f, 1, 4),))]

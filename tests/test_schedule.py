@@ -130,3 +130,23 @@ def test_mlp_forward_and_backward_kernel_count():
     prog, log = check(step, ((16, 20), f32), ((16,), i64, 4), ((8, 20), f32), ((8,), f32),
                       ((4, 8), f32), ((4,), f32), rtol=1e-4, atol=1e-5)
     assert len(prog.kernels) <= 5, format_program(prog)
+
+
+def test_max_pool_mask_reads_the_row_maximum_not_a_stale_buffer():
+    # max-pool backward compares each window element with the window maximum: the maximum
+    # is read through reshape+expand and must come from the same kernel's reduction
+    def pool_mask(x):
+        w = x.reshape(2, 3, 2, 3, 2)
+        m = w.amax((2, 4))
+        mask = (w == m.reshape(2, 3, 1, 3, 1).expand(2, 3, 2, 3, 2)).float()
+        return mask.sum((2, 4), keepdim=True)
+
+    prog, _ = check(pool_mask, ((2, 6, 6), f32), kernels=1)
+    graph = trace(pool_mask, ((2, 6, 6), f32))
+    x = random_input((2, 6, 6), f32)
+    np.testing.assert_array_equal(interpret(graph, [x])[0], np.ones((2, 3, 1, 3, 1), np.float32))
+
+
+def test_reading_a_reduction_across_rows_gets_its_own_kernel():
+    prog, log = check(lambda x: x + x.amax(1).reshape(1, 4), ((4, 4), f32), kernels=2)
+    assert any("across rows" in line for line in log)
