@@ -202,7 +202,9 @@ class _FunctionWriter:
 
     def address(self, buffer: str, idx: Val) -> str:
         p = self.ptr(buffer)
-        return p if idx.code == "0" else f"{p} + ({idx.code})"
+        if idx.code == "0":
+            return p
+        return f"{p} + ({idx.code})" if " " in idx.code else f"{p} + {idx.code}"
 
     def load(self, e: Load, ctx: _Ctx, widen: bool = True) -> Val:
         idx = self.index(e.index, ctx)
