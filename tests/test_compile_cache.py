@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tracecc.codegen import cache
-from tracecc.codegen.llvm import jit
+from tracecc.codegen.llvm import jit, matmul
 from test_llvm_jit import SIG, X, call, relu_module
 
 
@@ -141,3 +141,51 @@ def test_default_location(monkeypatch, tmp_path):
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert cache.cache_dir() == tmp_path / "home" / ".cache" / "tracecc"
+
+
+RUNTIME_USER = textwrap.dedent("""
+    import ctypes, sys
+    import numpy as np
+    from llvmlite import ir
+    from tracecc.codegen.llvm import jit, matmul, parallel
+    P = ir.FloatType().as_pointer()
+    m = jit.new_module("uses_runtime")
+    # mm(a, b, c): c = a @ b through whichever strategy; then a parallel_for over rows of c
+    body = ir.Function(m, parallel.BODY_TYPE, "double_rows")
+    ctx, s, e = body.args
+    b = ir.IRBuilder(body.append_basic_block("entry"))
+    c = b.bitcast(ctx, P)
+    loop, done = body.append_basic_block("loop"), body.append_basic_block("done")
+    pre = b.block
+    b.cbranch(b.icmp_signed("<", s, e), loop, done)
+    b.position_at_end(loop)
+    i = b.phi(ir.IntType(64)); i.add_incoming(s, pre)
+    p = b.gep(c, [i]); b.store(b.fmul(b.load(p), ir.FloatType()(2.0)), p)
+    i2 = b.add(i, ir.IntType(64)(1)); i.add_incoming(i2, loop)
+    b.cbranch(b.icmp_signed("<", i2, e), loop, done)
+    b.position_at_end(done); b.ret_void()
+    fn = ir.Function(m, ir.FunctionType(ir.VoidType(), [P, P, P]), "mm")
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    spec = matmul.MatmulSpec(40, 30, 20, (20, 1), (1, 20))
+    matmul.emit_matmul(b, spec, *fn.args, strategy=sys.argv[1])
+    parallel.emit_parallel_for(b, body, fn.args[2], ir.IntType(64)(0), ir.IntType(64)(1200), ir.IntType(64)(64))
+    b.ret_void()
+    cm = jit.compile_module(m, cache=True)
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((40, 20), dtype=np.float32); B = rng.standard_normal((30, 20), dtype=np.float32)
+    C = np.empty((40, 30), np.float32)
+    cm.cfunc("mm", None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)(A.ctypes.data, B.ctypes.data, C.ctypes.data)
+    print(cm.from_cache, bool(np.allclose(C, 2 * (A @ B.T), rtol=1e-5, atol=1e-5)))
+""")
+
+
+@pytest.mark.skipif(matmul.find_blas() is None, reason="no BLAS in this process")
+def test_cached_object_calling_runtime_symbols_loads_in_a_new_process(cache_dir):
+    """The object refers to tracecc_cblas_sgemm and tracecc_parallel_for by name: a fresh
+    process that only reloads it must register both before MCJIT links it."""
+    env = {**os.environ, "TRACECC_CACHE_DIR": str(cache_dir)}
+    outs = [subprocess.run([sys.executable, "-c", RUNTIME_USER, "blas"], env=env, capture_output=True,
+                           text=True, timeout=120) for _ in range(2)]
+    for o in outs:
+        assert o.returncode == 0, o.stderr
+    assert [o.stdout.split() for o in outs] == [["False", "True"], ["True", "True"]]
