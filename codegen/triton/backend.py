@@ -238,7 +238,9 @@ def compile_triton(graph, log=None, *, device: str | None = None, options: Optio
     return runner
 
 
-register_backend("triton", compile_triton, priority=20, available=gpu_available,
+# Below llvm: tensors live on the cpu until cuda tensors exist, so "auto" keeps compiling for
+# the cpu; backend="triton" runs a graph on the GPU, copying host arrays in and out per call.
+register_backend("triton", compile_triton, priority=5, available=gpu_available,
                  doc="fused kernels as generated Triton source on an NVIDIA GPU (driver via ctypes)")
 register_backend("triton_interpret", partial(compile_triton, device="interpreter"), priority=-1,
                  available=launch.triton_available,
