@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+import sys
 import tempfile
 import warnings
 from functools import lru_cache
@@ -58,6 +59,10 @@ def _entries_dir() -> Path:
 
 @lru_cache(maxsize=None)
 def tracecc_version() -> str:
+    # the package root is always imported before tracecc.codegen; importlib.metadata costs ~10 ms
+    v = getattr(sys.modules.get("tracecc"), "__version__", None)
+    if v:
+        return v
     try:
         from importlib.metadata import version
 

@@ -129,8 +129,9 @@ def test_special_values(kernels, name, bits):
 def test_exp_overflow_and_subnormal_edges(kernels):
     _, fns = kernels
     big = np.float32(88.72283172607422)  # largest float32 whose exp rounds to a finite float32
-    assert np.isfinite(np.float32(np.exp(np.float64(big))))
-    assert np.isinf(np.float32(np.exp(np.float64(np.nextafter(big, np.float32(100))))))
+    with np.errstate(over="ignore"):
+        assert np.isfinite(np.float32(np.exp(np.float64(big))))
+        assert np.isinf(np.float32(np.exp(np.float64(np.nextafter(big, np.float32(100))))))
     assert np.isfinite(run(fns, "exp", 32, np.array([big]))[0])
     assert np.isinf(run(fns, "exp", 32, np.array([np.nextafter(big, np.float32(100))]))[0])
     sub = run(fns, "exp", 32, np.array([-100.0, -103.0], np.float32))

@@ -371,7 +371,9 @@ class _Runtime:
         with self.lock:
             if self.compiled is not None:
                 return
-            self.compiled = jit.compile_module(_build_runtime(self.serial), "tracecc_parallel_runtime")
+            # cached on disk like any generated code: a new process reloads it in ~2 ms
+            self.compiled = jit.compile_module(_build_runtime(self.serial), "tracecc_parallel_runtime",
+                                               cache=True)
             jit.register_symbol(SYMBOL, self.compiled.address(SYMBOL))
             self.pfor = self.compiled.cfunc(SYMBOL, None, ctypes.c_void_p, ctypes.c_void_p,
                                             ctypes.c_int64, ctypes.c_int64, ctypes.c_int64)
