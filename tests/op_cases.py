@@ -383,6 +383,8 @@ case("mean((0, 1))", lambda m, x: x.mean((0, 1)), lambda x: np.mean(x, (0, 1)),
 case("prod", lambda m, x: m.prod(x), np.prod, unary(), ints=True)
 case("prod(1)", lambda m, x: m.prod(x, 1), lambda x: np.prod(x, 1), unary(min_dims=2), ints=True)
 case("amax", lambda m, x: m.amax(x), np.max, unary(), ints=True)
+case("amax([0, 2])", lambda m, x: x.amax([0, 2]), lambda x: np.max(x, (0, 2)), unary(min_dims=3),
+     ints=True)
 case("amax(-1)", lambda m, x: m.amax(x, -1), lambda x: np.max(x, -1), unary(min_dims=1),
      ints=True)
 case("amin((0, -1), keepdim)", lambda m, x: m.amin(x, (0, -1), keepdim=True),
@@ -407,6 +409,7 @@ case("var(-1, correction=0)", lambda m, x: m.var(x, -1, correction=0),
 case("var(0, keepdim, unbiased)", lambda m, x: x.var(0, keepdim=True),
      lambda x: np.var(x, 0, ddof=1, keepdims=True), unary(min_dims=1))
 case("std", lambda m, x: m.std(x), lambda x: np.std(x, ddof=1), unary())
+case("var(0, False)", lambda m, x: x.var(0, False), lambda x: np.var(x, 0), unary(min_dims=1))
 case("std((0, 1), correction=2)", lambda m, x: m.std(x, (0, 1), correction=2),
      lambda x: np.std(x, (0, 1), ddof=2), unary(min_dims=2))
 case("logsumexp(-1)", lambda m, x: m.logsumexp(x, -1), lambda x: _logsumexp(x, -1),
@@ -418,6 +421,13 @@ case("softmax(0)", lambda m, x: x.softmax(0), lambda x: _softmax(x, 0), unary(mi
 case("log_softmax(-1)", lambda m, x: m.log_softmax(x, dim=-1),
      lambda x: np.log(_softmax(x, -1)), unary(min_dims=1))
 case("norm", lambda m, x: m.norm(x), lambda x: np.sqrt(np.sum(x * x)), unary("nonzero"))
+case("norm(1)", lambda m, x: m.norm(x, 1), lambda x: np.sum(np.abs(x)), unary("nonzero"))
+case("norm(inf, -1)", lambda m, x: m.norm(x, float("inf"), dim=-1), lambda x: np.max(np.abs(x), -1),
+     unary("nonzero", min_dims=1, min_side=1))
+case("norm(3, 0)", lambda m, x: m.norm(x, 3, dim=0), lambda x: np.sum(np.abs(x) ** 3, 0) ** (1 / 3),
+     unary("nonzero", min_dims=1, min_side=1))
+case("count_nonzero(0)", lambda m, x: m.count_nonzero(x, dim=0), lambda x: np.count_nonzero(x, 0),
+     unary("bool", min_dims=1), grad=False)
 case("all", lambda m, x: m.all(x > 0), lambda x: np.all(x > 0), unary(), grad=False)
 case("any(-1)", lambda m, x: m.any(x > 1, -1), lambda x: np.any(x > 1, -1), unary(min_dims=1),
      grad=False)
@@ -439,6 +449,8 @@ case("T (2-d)", lambda m, x: x.T, lambda x: x.T, unary(min_dims=2, max_dims=2))
 case("mT", lambda m, x: x.mT, lambda x: np.swapaxes(x, -1, -2), unary(min_dims=2))
 case("squeeze", lambda m, x: m.squeeze(x), np.squeeze, unary())
 case("squeeze(0)", lambda m, x: x.squeeze(0), _squeeze_dim0, unary(min_dims=1))
+case("squeeze((0, -1))", lambda m, x: x.squeeze((0, -1)),
+     lambda x: np.squeeze(x, tuple(a for a in {0, x.ndim - 1} if x.shape[a] == 1)), unary(min_dims=2))
 case("unsqueeze(-1)", lambda m, x: m.unsqueeze(x, -1), lambda x: np.expand_dims(x, -1), unary())
 case("unsqueeze(0)", lambda m, x: x.unsqueeze(0), lambda x: np.expand_dims(x, 0), unary())
 case("flatten", lambda m, x: m.flatten(x), np.ravel, unary(), ints=True)
@@ -476,6 +488,7 @@ case("repeat(per dim)", lambda m, x: x.repeat(*range(1, x.ndim + 1)),
      lambda x: np.tile(x, tuple(range(1, x.ndim + 1))), unary(min_dims=1))
 case("tril", lambda m, x: m.tril(x), np.tril, unary(min_dims=2))
 case("triu(1)", lambda m, x: x.triu(1), lambda x: np.triu(x, 1), unary(min_dims=2))
+case("tril(-1)", lambda m, x: x.tril(-1), lambda x: np.tril(x, -1), unary(min_dims=2), ints=True)
 
 # indexing
 case("x[0]", lambda m, x: x[0], lambda x: x[0], unary(min_dims=1, min_side=1), ints=True)
@@ -497,6 +510,9 @@ case("scatter_add(-1)", lambda m, x, i, s: m.scatter_add(x, -1, i, s), _scatter_
      scatter_args, ints=True, index_args=(1,))
 case("index_select(0)", lambda m, x, i: m.index_select(x, 0, i % max(x.shape[0], 1)),
      lambda x, i: np.take(x, i % max(x.shape[0], 1), 0), index_select_args(False), ints=True,
+     index_args=(1,))
+case("index_add(0, alpha)", lambda m, x, i, s: m.index_add(x, 0, i % max(x.shape[0], 1), s, alpha=2),
+     lambda x, i, s: _index_add(x, i % max(x.shape[0], 1), 2 * s), index_select_args(True),
      index_args=(1,))
 case("index_add(0)", lambda m, x, i, s: x.index_add(0, i % max(x.shape[0], 1), s),
      lambda x, i, s: _index_add(x, i % max(x.shape[0], 1), s), index_select_args(True), ints=True,

@@ -151,8 +151,9 @@ def test_promotion_matches_torch_for_every_pair(op):
         for s in SCALARS:
             if op == "maximum":
                 continue  # torch.maximum takes no Python numbers
-            for ours, theirs in [(call(tc, operand(ka, da), s), call(torch, _torch_operand(torch, ka, da), s)),
-                                 (call(tc, s, operand(ka, da)), call(torch, s, _torch_operand(torch, ka, da)))]:
+            ours_t, theirs_t = operand(ka, da), _torch_operand(torch, ka, da)
+            for ours, theirs in [(call(tc, ours_t, s), call(torch, theirs_t, s)),
+                                 (call(tc, s, ours_t), call(torch, s, theirs_t))]:
                 if ours.dtype.name != str(theirs.dtype).split(".")[1]:
                     mismatches.append((da, ka, repr(s), ours.dtype, theirs.dtype))
     assert not mismatches, f"{len(mismatches)} mismatches, e.g. {mismatches[:5]}"

@@ -254,3 +254,71 @@ def test_resetting_a_non_leaf_cuts_its_gradient(reset):
     assert h.requires_grad and h.grad_fn is not None
     h.sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), [0.0, 0.0])  # as PyTorch: zeros, not None
+
+
+@pytest.mark.parametrize("update", [lambda x, w: x[:2].add_(w), lambda x, w: x[:2].__iadd__(w),
+                                    lambda x, w: x.__setitem__(slice(0, 2), w),
+                                    lambda x, w: x.view(3)[:2].copy_(w)],
+                         ids=["x[:2].add_(w)", "x[:2] += w", "x[:2] = w", "x.view(3)[:2].copy_(w)"])
+def test_recorded_inplace_update_of_a_view_reaches_the_viewed_tensor(update):
+    """The tensor a view looks into records the update too (PyTorch's CopySlices): its
+    values and its gradient both include w."""
+    w = f64([1.0, 2.0], requires_grad=True)
+    x = tc.zeros(3, dtype=tc.float64)
+    update(x, w)
+    assert x.requires_grad
+    (x * f64([1.0, 2.0, 3.0])).sum().backward()
+    np.testing.assert_allclose(w.grad.numpy(), [1.0, 2.0])
+    np.testing.assert_allclose(x.detach().numpy(), [1.0, 2.0, 0.0])
+
+
+def test_inplace_update_of_a_view_of_a_non_leaf():
+    a = f64([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    h = a * 2
+    h[0].mul_(3)  # row 0 scaled again: d/da = 6 there, 2 elsewhere
+    h.sum().backward()
+    np.testing.assert_allclose(a.grad.numpy(), [[6.0, 6.0], [2.0, 2.0]])
+
+
+def test_inplace_update_of_a_view_of_a_leaf_that_requires_grad_is_refused():
+    w = f64([1.0, 2.0], requires_grad=True)
+    with pytest.raises(InplaceError, match="leaf"):
+        w[0].mul_(2)
+    with tc.no_grad():
+        w[0].mul_(2)
+    np.testing.assert_allclose(w.detach().numpy(), [2.0, 2.0])
+
+
+@pytest.mark.parametrize("base_requires_grad", [False, True])
+def test_a_view_taken_before_its_base_changed_follows_the_new_history(base_requires_grad):
+    """v = x[:, 0] is taken, then x[0] is overwritten with w * 5 through x: v's memory now
+    holds w's values, so v's gradient must reach w (not the old x)."""
+    a = f64([[1.0, 1.0], [1.0, 1.0]], requires_grad=base_requires_grad)
+    w = f64([1.0, 1.0], requires_grad=True)
+    x = a * 1 if base_requires_grad else a
+    v = x[:, 0]
+    x[0] = w * 5
+    np.testing.assert_allclose(v.detach().numpy(), [5.0, 1.0])
+    (v * f64([1.0, 10.0])).sum().backward()
+    np.testing.assert_allclose(w.grad.numpy(), [5.0, 0.0])
+    if base_requires_grad:
+        np.testing.assert_allclose(a.grad.numpy(), [[0.0, 0.0], [10.0, 0.0]])
+
+
+def test_sibling_views_see_each_others_recorded_updates():
+    w = f64([2.0], requires_grad=True)
+    x = tc.zeros(2, 2, dtype=tc.float64)
+    row, col = x[0], x[:, 0]
+    row[0:1].copy_(w)  # writes x[0, 0], which col also shows
+    col.sum().backward()
+    np.testing.assert_allclose(w.grad.numpy(), [1.0])
+
+
+@pytest.mark.parametrize("requires_grad", [False, True])
+def test_a_reshape_that_copies_is_not_a_view(requires_grad):
+    x = f64([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], requires_grad=requires_grad)
+    y = x.t().reshape(6)  # not expressible as a view: a copy, as in PyTorch
+    w = f64([1.0] * 6, requires_grad=True)
+    y.add_(w) if requires_grad else y.add_(1.0)
+    np.testing.assert_allclose(x.detach().numpy(), [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    np.testing.assert_allclose(y.detach().numpy(), [2.0, 5.0, 3.0, 6.0, 4.0, 7.0])

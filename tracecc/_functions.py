@@ -423,6 +423,9 @@ def flatten(input, start_dim=0, end_dim=-1):
         return reshape(input, (1,))
     s = normalize_axis("flatten", start_dim, input.ndim)
     e = normalize_axis("flatten", end_dim, input.ndim)
+    if s > e:
+        raise ShapeError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} for shape "
+                         f"{fmt(input.shape)}")
     shape = tuple(input.shape)
     return reshape(input, shape[:s] + (math.prod(shape[s:e + 1]),) + shape[e + 1:])
 
@@ -443,6 +446,9 @@ def expand(input, *sizes):
     if lead < 0:
         raise ShapeError(f"expand: the number of sizes ({len(sizes)}) must be at least the "
                          f"number of dimensions of shape {fmt(input.shape)}")
+    if -1 in sizes[:lead]:
+        raise ShapeError(f"expand: -1 is not allowed for a new leading dimension (sizes {sizes}, "
+                         f"shape {fmt(input.shape)})")
     shape = tuple(input.shape[i - lead] if d == -1 else d for i, d in enumerate(sizes))
     if shape == tuple(input.shape):
         return input
@@ -513,6 +519,8 @@ def cat(tensors, dim=0):
     if not tensors:
         raise ValueError("cat: expected a non-empty list of tensors")
     tensors = promote("cat", *tensors)
+    if builtins.any(t.ndim != 1 for t in tensors):  # PyTorch skips legacy empty [0] tensors
+        tensors = [t for t in tensors if tuple(t.shape) != (0,)] or tensors[:1]
     dim = normalize_axis("cat", dim, tensors[0].ndim)
     if len(tensors) == 1:
         return tensors[0]
@@ -646,6 +654,9 @@ def index_add(input, dim, index, source, *, alpha=1):
 
 def nonzero(input, *, as_tuple=False):
     data = input._value("nonzero()")
+    if data.ndim == 0:  # as PyTorch: a 0-d tensor reads as one element
+        n = int(bool(data))
+        return (_make(np.zeros(n, np.int64)),) if as_tuple else _make(np.zeros((n, 0), np.int64))
     idx = np.nonzero(data)
     if as_tuple:
         return tuple(_make(np.asarray(i, dtype=np.int64)) for i in idx)

@@ -32,11 +32,18 @@ def apply(prim, args, params):
     if _tracer is not None:
         out = _tracer.apply(prim, args, params)
     else:
+        if _grad_mode._enabled:
+            for a in args:
+                if a._view_of is not None and a._history_version != a._version[0]:
+                    _refresh_view(a)
         out = _make(eager.run(prim, [a._data for a in args], params))
-        if prim.name in VIEW_PRIMS:
-            src = args[0]
+        src = args[0] if args else None
+        # (a reshape that had to copy is no view)
+        if prim.name in VIEW_PRIMS and (prim.name != "reshape" or np.may_share_memory(out._data, src._data)):
             out._version = src._version
             out._base = src if src._base is None else src._base
+            out._view_of = (src, prim, params)
+            out._history_version = src._version[0]
     # integer and bool results have no gradient: they never require grad (as in PyTorch)
     if _grad_mode._enabled and prim.vjp is not None and out._dtype.is_floating_point:
         needs = tuple(a.requires_grad for a in args)
@@ -47,6 +54,30 @@ def apply(prim, args, params):
 
 
 set_dispatcher(apply)
+
+
+def _refresh_view(view: "Tensor") -> None:
+    """Memory under `view` was written through another tensor (its base or a sibling view)
+    since its history was recorded: take the view again from its source, whose history is
+    current, so gradients follow what the memory now holds (PyTorch regenerates it too)."""
+    src, prim, params = view._view_of
+    fresh = apply(prim, (src,), params)  # a numpy view of the same memory: no copy
+    view.requires_grad, view.grad_fn = fresh.requires_grad, fresh.grad_fn
+    view._history_version = view._version[0]
+
+
+def _write_into(src: "Tensor", prim, params, value: "Tensor") -> "Tensor":
+    """src's new value (functional) when its view `prim(src, **params)` takes `value`."""
+    name = prim.name
+    if name == "slice":
+        return apply(PRIMITIVES["slice_scatter"], (src, value), params)
+    if name == "reshape":
+        return apply(prim, (value,), {"shape": tuple(src.shape)})
+    if name == "permute":
+        dims = params["dims"]
+        return apply(prim, (value,), {"dims": tuple(sorted(range(len(dims)), key=dims.__getitem__))})
+    raise InplaceError("in-place update of an expanded tensor: its memory is shared by several "
+                       "elements", hint="call .clone() first")
 
 
 def _make(data, dtype: DType | None = None) -> "Tensor":
@@ -106,6 +137,9 @@ class Tensor:
     __slots__ = ("_data", "_dtype", "requires_grad", "grad", "grad_fn", "_version", "_base",
                  "__weakref__", "__dict__")
     __array_priority__ = 1000  # numpy defers to Tensor's reflected operators
+    # eager views: (source, view primitive, params), and the version their history matches
+    _view_of = None
+    _history_version = 0
 
     def __init__(self, data=None, *, dtype=None, requires_grad: bool = False):
         if data is None:
@@ -322,10 +356,6 @@ class Tensor:
                 raise InplaceError(f"{op}: a leaf tensor that requires grad is being used in an "
                                    f"in-place operation",
                                    hint="wrap parameter updates in `with tracecc.no_grad():`")
-            if self._base is not None and (self._base.requires_grad or self._base._base is not None):
-                raise InplaceError(f"{op}: in-place update of a view of a tensor that requires "
-                                   f"grad is not supported by autograd",
-                                   hint="compute the new tensor out of place (e.g. torch.cat / where)")
             if result.grad_fn is None:  # zero_/fill_: the old values get a zero gradient
                 false = apply(PRIMITIVES["full"], (), {"shape": (), "value": False, "dtype": dtypes.bool_})
                 result = apply(PRIMITIVES["where"], (false, self, result), {})
@@ -333,6 +363,14 @@ class Tensor:
             if node.prim.name == "cast" and node.next[0][0] is not None:  # the dtype fix-up above
                 node = node.next[0][0]
             node.keep_old_value(self)
+            if self._view_of is not None and _tracer is None:
+                # the viewed tensor takes the new values functionally, so it records the
+                # history too (as PyTorch's CopySlices); that write fills this view's memory
+                src, prim, params = self._view_of
+                src._inplace_update(_write_into(src, prim, params, result), op)
+                self.requires_grad, self.grad_fn = True, result.grad_fn
+                self._history_version = self._version[0]
+                return self
         if _tracer is not None:
             _tracer.inplace(self, result)
         else:
@@ -342,6 +380,7 @@ class Tensor:
                                    hint="call .clone() first")
             np.copyto(self._data, result._data)
         self._version[0] += 1
+        self._history_version = self._version[0]
         if recording:
             self.requires_grad = True
             self.grad_fn = result.grad_fn

@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from .. import dtypes
+from ..errors import InvalidArgumentError
 from ..registry import Primitive, TensorType, ops, register
 from ..shapes import broadcast_shapes
 from ._common import require_float, require_same_dtype, scalar, sum_to, zeros
@@ -117,6 +118,8 @@ def _pow_vjp(c, g):
 
 def _div_int_safe(fn):
     def kernel(a, b):
+        if a.dtype.kind in "iub" and not np.all(b):  # numpy would quietly answer 0
+            raise InvalidArgumentError(f"{fn.__name__}: integer division by zero")
         with np.errstate(divide="ignore", invalid="ignore"):
             return fn(a, b)
 
