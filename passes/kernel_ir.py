@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Union
 
-from ..runtime.dtypes import DType
+from ..runtime.dtypes import DType, int64
 
 
 # ---------------------------------------------------------------- indices
@@ -96,6 +96,10 @@ class LoopIndex:
     """The current value of a loop variable, as an int64 value (arange-style ops)."""
 
     var: LoopVar
+
+    @property
+    def dtype(self) -> DType:
+        return int64
 
 
 @dataclass(frozen=True)

@@ -543,9 +543,11 @@ class KernelEmitter:
             comps = self._full_comps(inner)
             full_stores = []
             for m in full_members:
-                self.current = m
-                full_stores.append(self._store(m, comps, self.compute(m, comps)))
-            phases.append(Phase(inner, stores=tuple(full_stores)))
+                if s.needs_buffer(m, g):  # read only inside this kernel: recomputed, not stored
+                    self.current = m
+                    full_stores.append(self._store(m, comps, self.compute(m, comps)))
+            if full_stores:
+                phases.append(Phase(inner, stores=tuple(full_stores)))
         reason = "reductions over the same rows and their consumers" if len(g.members) > 1 else ""
         return Kernel("", "reduction", self.row_vars, tuple(phases), reason=reason)
 

@@ -150,3 +150,9 @@ def test_max_pool_mask_reads_the_row_maximum_not_a_stale_buffer():
 def test_reading_a_reduction_across_rows_gets_its_own_kernel():
     prog, log = check(lambda x: x + x.amax(1).reshape(1, 4), ((4, 4), f32), kernels=2)
     assert any("across rows" in line for line in log)
+
+
+def test_softmax_stores_only_its_result():
+    prog, _ = check(lambda x: tc.softmax(x, 1), ((8, 33), f32), kernels=1)
+    stores = [s.buffer for p in prog.kernels[0].phases for s in p.stores]
+    assert stores == prog.outputs  # the exp tile is recomputed, never written to a temporary
