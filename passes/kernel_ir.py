@@ -163,12 +163,15 @@ class Matmul:
     """out[b, m, n] = epilogue(sum_k A[b, m, k] * B[b, k, n]) for loop vars (b..., m, n) and k.
 
     a and b index over the kernel's outer vars and `k`; the epilogue stores read Acc.
+    `out` names a contiguous buffer of the product's shape that a backend may use to hold
+    the product before the epilogue (e.g. when it calls a BLAS).
     """
 
     a: Load
     b: Load
     k: LoopVar
     stores: tuple[Store, ...]
+    out: str | None = None
 
 
 @dataclass

@@ -587,7 +587,8 @@ class KernelEmitter:
         if g.epilogue is not None:
             stores.append(self._store(g.epilogue, comps, self.compute(g.epilogue, comps)))
         reason = "matmul with a fused epilogue" if g.epilogue is not None else ""
-        return Kernel("", "matmul", loops, matmul=Matmul(la, lb, kvar, tuple(stores)), reason=reason)
+        return Kernel("", "matmul", loops, matmul=Matmul(la, lb, kvar, tuple(stores), _name(m)),
+                      reason=reason)
 
 
 def _comp_expr(c: Comp):

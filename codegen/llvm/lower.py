@@ -172,13 +172,17 @@ class KernelLowering:
         b = self.b
         start, end = self.fn.args[1], self.fn.args[2]
         closers = []
-        for depth, v in enumerate(self.k.outer):
+        blas = self.blas_layout(self.k.matmul) if self.k.matmul is not None else None
+        loops = self.k.outer[:-2] if blas is not None else self.k.outer
+        for depth, v in enumerate(loops):
             lo, hi = (start, end) if depth == 0 else (ir.Constant(I64, 0), ir.Constant(I64, v.size))
             self.vars[v.name], close = _for(b, lo, hi, v.name)
             closers.append(close)
         for phase in self.k.phases:
             self.lower_phase(phase)
-        if self.k.matmul is not None:
+        if blas is not None:
+            self.lower_blas_matmul(self.k.matmul, blas)
+        elif self.k.matmul is not None:
             self.lower_matmul(self.k.matmul)
         for close in reversed(closers):
             self.cache.clear()
@@ -260,6 +264,73 @@ class KernelLowering:
                 keep = cmp(">" if r.combine == "maximum" else "<", acc, v)
                 new = b.select(keep, acc, v)
         b.store(new, slot)
+
+    # ------------------------------------------------------------ matmul through BLAS
+    def blas_layout(self, mm):
+        """(a strides, b strides) in elements for sgemm, when the product can go to BLAS:
+        float32, affine operand indices, a unit stride in each operand, a product buffer."""
+        from .matmul import find_blas
+
+        if mm.out is None or mm.a.dtype is not dtypes.float32 or find_blas() is None:
+            return None
+        *batch, m, n = self.k.outer
+
+        def strides(load, rows, cols):
+            found = {}
+            for t in load.index.terms:
+                if t.expr is not None or t.div != 1 or t.mod:
+                    return None
+                found[t.var.name] = found.get(t.var.name, 0) + t.stride
+            known = {v.name for v in batch} | {rows.name, cols.name}
+            if set(found) - known:
+                return None
+            rs, cs = found.get(rows.name, 0), found.get(cols.name, 0)
+            if rows.size == 1:
+                rs = max(cs * cols.size, 1) if cs == 1 else rs
+            if cols.size == 1:
+                cs = 1 if rs != 1 else max(rows.size, 1)
+            if not (cs == 1 and rs >= max(cols.size, 1)) and not (rs == 1 and cs >= max(rows.size, 1)):
+                return None
+            return rs, cs
+
+        a = strides(mm.a, m, mm.k)
+        b = strides(mm.b, mm.k, n)
+        if a is None or b is None or min(m.size, n.size, mm.k.size) == 0:
+            return None
+        return a, b
+
+    def lower_blas_matmul(self, mm, layout):
+        from .matmul import MatmulSpec, emit_sgemm_call
+
+        b = self.b
+        *batch, m, n = self.k.outer
+        (a_rs, a_cs), (b_rs, b_cs) = layout
+        zero = ir.Constant(I64, 0)
+        self.vars.update({m.name: zero, n.name: zero, mm.k.name: zero})
+        a_ptr = b.gep(self.base(mm.a.buffer), [self.index(mm.a.index)])
+        b_ptr = b.gep(self.base(mm.b.buffer), [self.index(mm.b.index)])
+        c_offset = zero
+        stride = m.size * n.size
+        for v in reversed(batch):
+            c_offset = b.add(c_offset, b.mul(self.vars[v.name], ir.Constant(I64, stride)))
+            stride *= v.size
+        c_ptr = b.gep(self.base(mm.out), [c_offset])
+        spec = MatmulSpec(m.size, n.size, mm.k.size, (a_rs, a_cs), (b_rs, b_cs))
+        emit_sgemm_call(b, spec, a_ptr, b_ptr, c_ptr)
+        self.cache.clear()
+        closers = []
+        for v in (m, n):
+            self.vars[v.name], close = _for(b, zero, ir.Constant(I64, v.size), v.name)
+            closers.append(close)
+        product = b.gep(c_ptr, [b.add(b.mul(self.vars[m.name], ir.Constant(I64, n.size)), self.vars[n.name])])
+        self.acc = b.load(product)
+        for s in mm.stores:
+            if s.buffer == mm.out and isinstance(s.value, Acc):
+                continue  # the product is already there
+            self.store(s)
+        for close in reversed(closers):
+            self.cache.clear()
+            close()
 
     def lower_matmul(self, mm):
         b = self.b

@@ -17,6 +17,8 @@ def _split(kernel):
     from .parallel import worth_splitting
     if not worth_splitting(estimated_work_ns(kernel)) or kernel.outer[0].size < 2:
         return None
+    if kernel.matmul is not None and len(kernel.outer) == 2:
+        return None  # the product goes to BLAS as a whole (it has its own threads)
     return 1
 
 
