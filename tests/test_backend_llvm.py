@@ -101,3 +101,17 @@ def test_op_table_gradients_on_llvm(case, data):
             continue
         assert g is not None, case.name
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5, err_msg=f"{case.name} [{layout}]")
+
+
+def test_outputs_held_by_the_user_are_never_overwritten():
+    f = tc.compile(lambda x: x * 2 + 1, **LLVM)
+    a, b = tc.randn(1000), tc.randn(1000)
+    ya = f(a)
+    keep = ya.numpy().copy()
+    for _ in range(3):  # buffers nobody holds are recycled; ya's must not be
+        yb = f(b)
+    np.testing.assert_array_equal(ya.numpy(), keep)
+    np.testing.assert_array_equal(yb.numpy(), b.numpy() * 2 + 1)
+    view = f(a)[:10]  # a view keeps its base alive too
+    f(b)
+    np.testing.assert_array_equal(view.numpy(), keep[:10])
