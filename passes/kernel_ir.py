@@ -183,6 +183,7 @@ class Kernel:
     matmul: Matmul | None = None
     members: list[str] = field(default_factory=list)  # "add %3 (model.py:12)" lines for dumps
     reason: str = ""  # why these members were fused
+    sources: list = field(default_factory=list, repr=False)  # graph values computed inside
 
     def reads(self) -> list[str]:
         return sorted({e.buffer for e in walk_kernel(self) if isinstance(e, Load)})

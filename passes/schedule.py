@@ -442,6 +442,7 @@ class KernelEmitter:
         k.name = f"{SHORT.get(g.kind, g.kind)}_fused_{'_'.join(ops[:5]) or 'copy'}_{g.gid}"
         k.members = [f"{n.op} {n.out.name}" + (f" ({n.loc})" if getattr(n, "loc", None) else "")
                      for n in nodes]
+        k.sources = [n.out for n in nodes]
         return k
 
     def _store(self, v, comps, value) -> Store:

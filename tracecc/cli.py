@@ -4,6 +4,7 @@
     tracecc show tracecc_dump --stage dce   print a stage of every dumped function
     tracecc graph step_0/000_traced.ir -o step.svg   draw a graph (DOT always; SVG/PNG via Graphviz)
     tracecc run step_0/001_dce.ir           run a dumped graph on random inputs
+    tracecc cache info|clear                the on-disk cache of compiled code
     tracecc bench                           the benchmark suite (when installed)
 """
 
@@ -68,6 +69,14 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--repeat", type=int, default=1, help="run this many times and report the best time")
     r.set_defaults(func=cmd_run)
 
+    c = sub.add_parser("cache", help="show or clear the on-disk cache of compiled code",
+                       description="Compiled LLVM objects are cached on disk (TRACECC_CACHE_DIR, "
+                       "else $XDG_CACHE_HOME/tracecc or ~/.cache/tracecc), keyed by the IR, the "
+                       "CPU and the tracecc/llvmlite versions. `info` shows where and how much; "
+                       "`clear` deletes every entry (only files the cache wrote).")
+    c.add_argument("action", choices=["info", "clear"])
+    c.set_defaults(func=cmd_cache)
+
     try:
         from .bench import cli as bench_cli
     except ImportError:
@@ -93,6 +102,19 @@ def main(argv=None) -> int:
             print(f"tracecc {args.command}: {e}", file=sys.stderr)
             return 1
         raise
+
+
+# ---------------------------------------------------------------- cache
+def cmd_cache(args) -> int:
+    from .codegen import cache
+
+    if args.action == "clear":
+        print(f"removed {cache.clear()} entries from {cache.info()['dir']}")
+        return 0
+    info = cache.info()
+    print(f"dir      {info['dir']}\nenabled  {info['enabled']}\nentries  {info['entries']}\n"
+          f"bytes    {info['bytes']}")
+    return 0
 
 
 # ---------------------------------------------------------------- dump

@@ -12,6 +12,7 @@ import os
 import time
 
 from ...passes.interpret import compile_graph
+from ...passes.ir import KernelGroup
 from ...passes.kernel_ir import format_program
 from ...passes.pipeline import NullSink
 from ...passes.schedule import schedule
@@ -21,6 +22,13 @@ from .runner import CompiledProgram
 
 def fusion_enabled() -> bool:
     return os.environ.get("TRACECC_FUSION", "1") != "0"
+
+
+def _kernel_info(k) -> str:
+    elems = 1
+    for v in k.outer:
+        elems *= v.size
+    return f"{k.kind}, {elems} iterations"
 
 
 def compile_llvm(graph, log=None):
@@ -35,6 +43,9 @@ def compile_llvm(graph, log=None):
     t_schedule = (time.perf_counter() - t0) * 1e3
     for line in decisions:
         log.emit("fusion", line)
+    graph.kernels = [KernelGroup(k.name, _kernel_info(k), list(k.sources), k.reason)
+                     for k in program.kernels]
+    log.stage("fused", graph, kind="fusion")  # the graph with its kernels (clusters in `tracecc graph`)
     log.stage("kernels", text=format_program(program) + f"\n# scheduled in {t_schedule:.1f} ms\n",
               suffix=".kir", kind="fusion")
     compiled = CompiledProgram(program, cache=True)
