@@ -48,7 +48,11 @@ def compile_llvm(graph, log=None):
     log.stage("fused", graph, kind="fusion")  # the graph with its kernels (clusters in `tracecc graph`)
     log.stage("kernels", text=format_program(program) + f"\n# scheduled in {t_schedule:.1f} ms\n",
               suffix=".kir", kind="fusion")
-    compiled = CompiledProgram(program, cache=True)
+    names = dict(zip(graph.roots(), program.outputs))
+    inputs = dict(zip(graph.inputs, program.inputs))
+    writes = {names[new]: inputs[target] for target, new in graph.writes if new in names}
+    compiled = CompiledProgram(program, cache=True, writes=writes)
+    log.emit("perf", f"{graph.name}: memory plan: {compiled.memory.summary()}")
     log.stage("llvm", text=compiled.llvm_ir, suffix=".ll", kind="code")
     timings = ", ".join(f"{k} {v:.1f} ms" for k, v in compiled.compiled.timings.items())
     log.emit("perf", f"{graph.name}: {len(program.kernels)} kernels; schedule {t_schedule:.1f} ms; {timings}")
@@ -56,7 +60,9 @@ def compile_llvm(graph, log=None):
     run = compiled.run
 
     def runner(arrays):
-        return [a.reshape(s) for a, s in zip(run(arrays), shapes)]
+        # an in-place update returns the input's own array: keep it (no reshape) so the
+        # caller sees it is already written and skips the copy
+        return [a if a.shape == s else a.reshape(s) for a, s in zip(run(arrays), shapes)]
 
     runner.program = program
     runner.compiled = compiled

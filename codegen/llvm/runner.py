@@ -9,6 +9,7 @@ import numpy as np
 
 from ...passes.kernel_ir import Program
 from . import jit
+from ...passes.memory import plan
 from .lower import estimated_work_ns, lower_program
 from .mathlib import MathLib
 
@@ -28,8 +29,10 @@ class CompiledProgram:
     outputs are fresh arrays each call, so results handed out are never overwritten."""
 
     def __init__(self, program: Program, *, threads: bool = True, cache: bool = False,
-                 keep_ir: bool = False):
+                 keep_ir: bool = False, writes: dict[str, str] | None = None):
+        """writes: output buffer -> input buffer it replaces (graph writes), for in-place updates."""
         self.program = program
+        self.memory = plan(program, writes)
         module = jit.new_module(program.name)
         lower_program(program, MathLib(module), module, split=_split if threads else None)
         self.llvm_ir = str(module)
@@ -37,11 +40,15 @@ class CompiledProgram:
         self.entry = self.compiled.cfunc("entry", None, ctypes.c_void_p)
         self.names = list(program.buffers)
         self.slot = {n: i for i, n in enumerate(self.names)}
-        self.temps = {n: np.zeros(b.numel, b.dtype.np) for n, b in program.buffers.items()
-                      if b.role in ("temp", "constant")}
+        # temporaries share one arena, placed by the memory plan
+        self.arena = np.zeros(max(self.memory.arena_bytes, 1), np.uint8)
         self.pointers = (ctypes.c_void_p * len(self.names))()
-        for n, a in self.temps.items():
-            self.pointers[self.slot[n]] = a.ctypes.data
+        for n, b in program.buffers.items():
+            if b.role in ("temp", "constant"):
+                offset = self.memory.offsets.get(n)
+                if offset is None:  # never touched by a kernel: still give it memory
+                    offset = 0
+                self.pointers[self.slot[n]] = self.arena.ctypes.data + offset
         self.pointers_address = ctypes.addressof(self.pointers)
         self.recycled: dict[str, np.ndarray] = {}
 
@@ -49,18 +56,25 @@ class CompiledProgram:
         """inputs in Program.inputs order; returns arrays in Program.outputs order (flat)."""
         p, slot, ptrs = self.program, self.slot, self.pointers
         keep = []
+        writable = {}
         for name, a in zip(p.inputs, inputs):
             b = p.buffers[name]
             if a.dtype != b.dtype.np or not a.flags.c_contiguous:
                 a = np.ascontiguousarray(a, dtype=b.dtype.np)
             keep.append(a)
+            writable[name] = a.flags.writeable
             ptrs[slot[name]] = a.ctypes.data
         outs = {}
         given = dict(zip(p.inputs, keep))
+        inplace = self.memory.inplace
         for name in p.outputs:
             if name not in outs:
-                # an output that is also an input starts from the input's values
-                outs[name] = given[name].copy() if name in given else self._output_buffer(name)
+                if name in inplace and writable[inplace[name]]:
+                    outs[name] = given[inplace[name]]  # the update goes into the input's own array
+                elif name in given:  # an output that is also an input starts from its values
+                    outs[name] = given[name].copy()
+                else:
+                    outs[name] = self._output_buffer(name)
                 ptrs[slot[name]] = outs[name].ctypes.data
         self.entry(self.pointers_address)
         seen = set()
