@@ -24,6 +24,28 @@ def _split(kernel):
     return 1
 
 
+def kernel_flops(k) -> int:
+    """Floating-point operations of one run of k: 2*M*N*K for a matmul, else one per op
+    per iteration."""
+    from ...passes.kernel_ir import Op, walk_kernel
+
+    outer = 1
+    for v in k.outer:
+        outer *= v.size
+    if k.matmul is not None:
+        return 2 * outer * k.matmul.k.size
+    ops = sum(1 for e in walk_kernel(k) if isinstance(e, Op))
+    inner = sum(max(1, _prod(v.size for v in p.loops)) for p in k.phases) or 1
+    return outer * inner * ops
+
+
+def _prod(it) -> int:
+    n = 1
+    for x in it:
+        n *= x
+    return n
+
+
 class CompiledProgram:
     """A Program compiled to native code. Temporaries are allocated once and reused;
     outputs are fresh arrays each call, so results handed out are never overwritten."""
@@ -50,51 +72,105 @@ class CompiledProgram:
                     offset = 0
                 self.pointers[self.slot[n]] = self.arena.ctypes.data + offset
         self.pointers_address = ctypes.addressof(self.pointers)
-        self.recycled: dict[str, np.ndarray] = {}
+        self.recycled: dict[str, list[np.ndarray]] = {}
+        # per-call plan, computed once
+        p = program
+        self.input_slots = [(self.slot[n], p.buffers[n].dtype.np) for n in p.inputs]
+        self.last_inputs: list = [None] * len(p.inputs)
+        self.converted: list = [None] * len(p.inputs)
+        self.bound: list = [None] * len(self.names)  # the array each slot points into
+        index_of = {n: i for i, n in enumerate(p.inputs)}
+        self.output_plan = []
+        for name in dict.fromkeys(p.outputs):
+            if name in self.memory.inplace:
+                self.output_plan.append((name, self.slot[name], index_of[self.memory.inplace[name]], False))
+            elif name in index_of:  # an output that is also an input starts from its values
+                self.output_plan.append((name, self.slot[name], index_of[name], True))
+            else:
+                self.output_plan.append((name, self.slot[name], None, False))
+        seen: set = set()
+        self.repeated = []
+        for k, name in enumerate(p.outputs):
+            if name in seen:
+                self.repeated.append(k)
+            seen.add(name)
 
     def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        """inputs in Program.inputs order; returns arrays in Program.outputs order (flat)."""
-        p, slot, ptrs = self.program, self.slot, self.pointers
-        keep = []
-        writable = {}
-        for name, a in zip(p.inputs, inputs):
-            b = p.buffers[name]
-            if a.dtype != b.dtype.np or not a.flags.c_contiguous:
-                a = np.ascontiguousarray(a, dtype=b.dtype.np)
-            keep.append(a)
-            writable[name] = a.flags.writeable
-            ptrs[slot[name]] = a.ctypes.data
+        """inputs in Program.inputs order; returns arrays in Program.outputs order (flat).
+
+        The hot path of every compiled call: a pointer is recomputed only for an array that
+        is not the one this slot held last time (parameters and recycled outputs are the
+        same arrays call after call; reading .ctypes.data costs ~2 us)."""
+        ptrs, bound = self.pointers, self.bound
+        used = []
+        for i, (a, (s, np_dtype)) in enumerate(zip(inputs, self.input_slots)):
+            if a is not self.last_inputs[i]:
+                self.last_inputs[i] = a
+                if a.dtype != np_dtype or not a.flags.c_contiguous:
+                    a = np.ascontiguousarray(a, dtype=np_dtype)
+                self.converted[i] = a
+                if bound[s] is not a:
+                    bound[s] = a
+                    ptrs[s] = a.ctypes.data
+            used.append(self.converted[i])
         outs = {}
-        given = dict(zip(p.inputs, keep))
-        inplace = self.memory.inplace
-        for name in p.outputs:
-            if name not in outs:
-                if name in inplace and writable[inplace[name]]:
-                    outs[name] = given[inplace[name]]  # the update goes into the input's own array
-                elif name in given:  # an output that is also an input starts from its values
-                    outs[name] = given[name].copy()
-                else:
-                    outs[name] = self._output_buffer(name)
-                ptrs[slot[name]] = outs[name].ctypes.data
+        for name, s, source, copy in self.output_plan:
+            if name in outs:
+                continue
+            if source is not None:  # in place: the input's own array (if it may be written)
+                a = used[source]
+                if copy or not a.flags.writeable:
+                    a = a.copy() if copy else self._output_buffer(name)
+            else:
+                a = self._output_buffer(name)
+            outs[name] = a
+            if bound[s] is not a:
+                bound[s] = a
+                ptrs[s] = a.ctypes.data
         self.entry(self.pointers_address)
-        seen = set()
-        results = []
-        for name in p.outputs:  # the same buffer twice (output and write): hand out copies
-            results.append(outs[name] if name not in seen else outs[name].copy())
-            seen.add(name)
+        results = [outs[name] for name in self.program.outputs]
+        for k in self.repeated:  # the same buffer twice (output and write): hand out copies
+            results[k] = results[k].copy()
         return results
 
+    def profile(self, inputs: list[np.ndarray], repeat: int = 20) -> list[dict]:
+        """Time each kernel on its own (median of `repeat` calls, single-threaded), with the
+        bytes it moves and its GFLOP/s: what TRACECC_LOGS=perf prints."""
+        import time
+
+        self.run(inputs)  # sets the buffer pointers
+        rows = []
+        for k in self.program.kernels:
+            fn = self.compiled.cfunc(k.name, None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
+            n = k.outer[0].size if k.outer else 1
+            times = []
+            for _ in range(repeat):
+                t = time.perf_counter()
+                fn(self.pointers_address, 0, n)
+                times.append(time.perf_counter() - t)
+            seconds = sorted(times)[len(times) // 2]
+            moved = sum(self.program.buffers[b].numel * self.program.buffers[b].dtype.itemsize
+                        for b in set(k.reads()) | set(k.writes()))
+            flops = kernel_flops(k)
+            rows.append({"kernel": k.name, "ms": seconds * 1e3, "GB/s": moved / seconds / 1e9,
+                         "GFLOP/s": flops / seconds / 1e9, "bytes": moved, "flops": flops})
+        return rows
+
     def _output_buffer(self, name: str) -> np.ndarray:
-        """The array this output was returned in last time, if nobody holds it any more
-        (fresh pages cost more than the kernel: 32 MB into a new array ~5.4 ms against
-        ~3.1 ms into a reused one); else a new one."""
-        old = self.recycled.get(name)
-        # references: the dict's, getrefcount's argument, and `old` itself
-        if old is not None and sys.getrefcount(old) <= 3:
-            return old
+        """An array this output was returned in before that nobody holds any more (fresh
+        pages cost more than the kernel: 32 MB into a new array ~5.4 ms against ~3.1 ms
+        into a reused one); else a new one. Two per output, because a training step's
+        previous gradients are still in .grad when the next step's are computed."""
+        pool = self.recycled.setdefault(name, [])
+        for old in pool:
+            # references: the pool's, getrefcount's argument, and the loop variable
+            if sys.getrefcount(old) <= 3:
+                return old
         b = self.program.buffers[name]
         new = np.empty(b.numel, b.dtype.np)
-        self.recycled[name] = new
+        if len(pool) >= 2:
+            pool.pop(0)
+        pool.append(new)
         return new
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
