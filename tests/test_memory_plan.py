@@ -83,3 +83,19 @@ def test_compiled_sgd_step_updates_parameters_in_their_own_arrays():
         np.testing.assert_allclose(p1.detach().numpy(), p0.detach().numpy(), rtol=1e-6, atol=1e-7)
     runner = compiled._entries[-1].runner
     assert len(runner.compiled.memory.inplace) == 8  # 4 parameters and their momentum buffers
+
+
+def test_perf_log_profiles_kernels_without_applying_updates_twice(monkeypatch, capsys):
+    monkeypatch.setenv("TRACECC_LOGS", "perf")
+    p = tc.tensor([1.0, 2.0, 3.0])
+    g = tc.tensor([0.5, 0.5, 0.5])
+
+    @tc.compile(backend="llvm")
+    def update(g):
+        with tc.no_grad():
+            p.sub_(g)
+
+    update(g)
+    np.testing.assert_array_equal(p.numpy(), [0.5, 1.5, 2.5])  # once, despite the profiling run
+    err = capsys.readouterr().err
+    assert "GB/s" in err and "GFLOP/s" in err

@@ -59,7 +59,15 @@ def compile_llvm(graph, log=None):
     shapes = [tuple(v.type.shape) for v in graph.roots()]
     run = compiled.run
 
+    profiled = not log.enabled("perf")
+
     def runner(arrays):
+        nonlocal profiled
+        if not profiled:  # TRACECC_LOGS=perf: one line per kernel, on the first run
+            profiled = True
+            for row in compiled.profile(arrays, repeat=5):
+                log.emit("perf", f"{row['kernel']}: {row['ms']:.4f} ms, {row['GB/s']:.2f} GB/s, "
+                                 f"{row['GFLOP/s']:.2f} GFLOP/s")
         # an in-place update returns the input's own array: keep it (no reshape) so the
         # caller sees it is already written and skips the copy
         return [a if a.shape == s else a.reshape(s) for a, s in zip(run(arrays), shapes)]

@@ -138,7 +138,8 @@ class CompiledProgram:
         bytes it moves and its GFLOP/s: what TRACECC_LOGS=perf prints."""
         import time
 
-        self.run(inputs)  # sets the buffer pointers
+        # on copies: in-place kernels must not update the caller's arrays again
+        self.run([np.array(a, copy=True) for a in inputs])  # sets the buffer pointers
         rows = []
         for k in self.program.kernels:
             fn = self.compiled.cfunc(k.name, None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
