@@ -29,6 +29,7 @@ from .indexing import (
     Comp, contiguous_strides, expand_back, linearize, permute_back, reshape_back, slice_back,
 )
 from .kernel_ir import (
+    children,
     Acc, Buffer, Const, Kernel, Load, LoopIndex, LoopVar, Matmul, Op, Phase, Program, Reduction,
     RowValue, Store, Term,
 )
@@ -515,12 +516,14 @@ class KernelEmitter:
         phases = []
         row_members = []
         full_members = []
+        # every pass over the row uses the same loop variables (the passes run one after
+        # another), so a value computed in two passes is the same expression (_stash)
+        inner = self._loops([full[a] for a in axes], "r")
         for m in g.members:
             self.current = m
             if m in g.reductions:
                 node = s.producer[m]
                 self.absorbed.append(node)
-                inner = self._loops([full[a] for a in axes], "r")
                 comps = self._full_comps(inner)
                 value = self.value_at(node.inputs[0], comps)
                 combine = PRIMITIVES[node.op].reduce.combine
@@ -540,7 +543,6 @@ class KernelEmitter:
         if stores:
             phases.append(Phase((), stores=tuple(stores)))
         if full_members:
-            inner = self._loops([full[a] for a in axes], "r")
             comps = self._full_comps(inner)
             full_stores = []
             for m in full_members:
@@ -549,6 +551,7 @@ class KernelEmitter:
                     full_stores.append(self._store(m, comps, self.compute(m, comps)))
             if full_stores:
                 phases.append(Phase(inner, stores=tuple(full_stores)))
+                phases = _stash(phases)
         reason = "reductions over the same rows and their consumers" if len(g.members) > 1 else ""
         return Kernel("", "reduction", self.row_vars, tuple(phases), reason=reason)
 
@@ -590,6 +593,69 @@ class KernelEmitter:
         reason = "matmul with a fused epilogue" if g.epilogue is not None else ""
         return Kernel("", "matmul", loops, matmul=Matmul(la, lb, kvar, tuple(stores), _name(m)),
                       reason=reason)
+
+
+HEAVY_OPS = {"exp", "log", "tanh", "sigmoid", "erf", "log1p", "expm1", "pow", "sin", "cos"}
+
+
+def _subexpressions(e, out: set) -> set:
+    if e not in out:
+        out.add(e)
+        for c in children(e):
+            _subexpressions(c, out)
+    return out
+
+
+def _first_heavy(e, candidates: set):
+    """The outermost transcendental subexpression of e that is also in candidates."""
+    if isinstance(e, Op) and e.op in HEAVY_OPS and e in candidates:
+        return e
+    for c in children(e):
+        hit = _first_heavy(c, candidates)
+        if hit is not None:
+            return hit
+    return None
+
+
+def _substitute(e, old, new):
+    if e == old:
+        return new
+    if isinstance(e, Op):
+        return Op(e.op, tuple(_substitute(a, old, new) for a in e.args), e.dtype, e.params)
+    return e
+
+
+def _stash(phases: list) -> list:
+    """Compute a transcendental once per element, not once per pass over the row: when the
+    final pass of a row kernel recomputes exp(x - max) that an earlier reduction pass
+    already computed (softmax, log_softmax, cross-entropy), the earlier pass also stores
+    it into the output and the final pass reads it back (from cache: the row was just
+    written) instead of calling exp again."""
+    final = phases[-1]
+    reductions = [i for i, p in enumerate(phases[:-1]) if p.reductions and p.loops == final.loops]
+    seen = {i: set().union(*(_subexpressions(r.value, set()) for r in phases[i].reductions))
+            for i in reductions}
+    new_stores = list(final.stores)
+    extra: dict[int, list] = {}
+    for k, st in enumerate(final.stores):
+        if st.accumulate:
+            continue
+        for i in reversed(reductions):
+            hit = _first_heavy(st.value, seen[i])
+            if hit is not None and hit.dtype == _dtype_of_store(st):
+                extra.setdefault(i, []).append(Store(st.buffer, st.index, hit))
+                new_stores[k] = Store(st.buffer, st.index,
+                                      _substitute(st.value, hit, Load(st.buffer, st.index, hit.dtype)))
+                break
+    if not extra:
+        return phases
+    phases = [Phase(p.loops, p.reductions, p.stores + tuple(extra.get(i, ()))) for i, p in enumerate(phases)]
+    phases[-1] = Phase(final.loops, final.reductions, tuple(new_stores))
+    return phases
+
+
+def _dtype_of_store(st):
+    return getattr(st.value, "dtype", None)
 
 
 def _comp_expr(c: Comp):
