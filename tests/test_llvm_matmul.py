@@ -129,3 +129,15 @@ def test_choose_follows_the_measured_rule():
     assert matmul.choose(small) == "tiled"
     assert matmul.choose(big) == ("blas" if HAVE_BLAS else "tiled")
     assert matmul.choose(MatmulSpec(64, 10, 64, (64, 1), (1, 64))) == ("blas" if HAVE_BLAS else "tiled")
+
+
+def test_relu_epilogue_keeps_nan_like_numpy():
+    spec = MatmulSpec(2, 3, 1, (1, 1), (3, 1))
+    f, _ = build(spec, "tiled", {"act": "relu"})
+    a = np.ones(2, np.float32)
+    b = np.array([1.0, -1.0, 2.0], np.float32)
+    bias = np.array([np.nan, 0.0, -5.0], np.float32)
+    C = np.empty((2, 3), np.float32)
+    f(a.ctypes.data, b.ctypes.data, C.ctypes.data, bias.ctypes.data, None)
+    want = np.maximum(np.outer(a, b) + bias, 0)
+    assert np.array_equal(C, want, equal_nan=True)

@@ -154,7 +154,7 @@ def bias_act(bias=None, activation: str | None = None, residual=None, residual_r
         if residual is not None:
             v = b.fadd(v, b.load(b.gep(residual, [b.add(b.mul(row, I64(residual_rs)), col)], inbounds=True)))
         if activation == "relu":
-            v = b.select(b.fcmp_unordered("<", v, F32(0)), F32(0), v)  # NaN stays NaN
+            v = b.select(b.fcmp_ordered("<", v, F32(0)), F32(0), v)  # ordered: NaN stays NaN
         elif activation in ("sigmoid", "tanh"):
             v = b.call(mathlib(activation, F32), [v])
         elif activation == "gelu":  # exact gelu: x/2 * (1 + erf(x/sqrt 2))
