@@ -5,15 +5,16 @@ Generated code splits a kernel's outer loop by calling
     void tracecc_parallel_for(void (*body)(ptr ctx, i64 start, i64 end), ptr ctx,
                               i64 start, i64 end, i64 grain)
 
-which runs `body` over [start, end) cut into one contiguous chunk per thread (chunk sizes
-are multiples of `grain`, except the last), the calling thread taking the first chunk. It
-returns when every chunk is done. Ranges of at most `grain` items, a busy pool (a nested or
-concurrent call) or a pool of one thread run `body(ctx, start, end)` inline.
+which runs `body` over [start, end) cut into up to CHUNKS_PER_THREAD contiguous chunks per
+thread (whole multiples of `grain`, except the last), claimed dynamically by the calling
+thread and the workers. It returns when every chunk is done. Ranges of at most `grain`
+items, a busy pool (a nested or concurrent call) or a pool of one thread run
+`body(ctx, start, end)` inline.
 
 The pool itself is LLVM IR built here with llvmlite and compiled once per process (no C
 compiler involved): helper threads made with pthread_create wait for work by spinning on an
-atomic generation counter for a short while (so back-to-back kernels start in well under a
-microsecond) and then sleep on a futex, so an idle process burns no CPU. Python never takes
+atomic generation counter for a short while (~82 us here, so back-to-back kernels start
+within a microsecond or two) and then sleep on a futex, so an idle process burns no CPU. Python never takes
 part: a compiled graph entry calls it directly, which is why it beats a Python-side pool
 (benchmarks/llvm_micro.py measures both; numbers in docs/cpu-backend.md).
 
