@@ -213,3 +213,26 @@ def test_threads_can_be_limited_and_are_reported():
     finally:
         set_threads(before["numpy (OpenBLAS)"], peers=False)
     assert threads_in_use(peers=False) == before
+
+
+def test_backends_come_from_the_codegen_registry_without_test_only_ones(monkeypatch):
+    from tracecc.bench.frameworks import tracecc_backends
+    from tracecc.codegen import backends as registry
+
+    monkeypatch.setattr(tracecc, "compile", lambda fn, **kwargs: fn, raising=False)
+    monkeypatch.delattr(tracecc, "list_backends", raising=False)
+    fake = {name: registry.Backend(name, None, priority, available)
+            for name, priority, available in (("fast", 10, lambda: True), ("for_tests", -1, lambda: True),
+                                              ("reference", 0, lambda: True), ("gpu", 20, lambda: False))}
+    monkeypatch.setattr(registry, "BACKENDS", fake)
+    monkeypatch.setattr(registry, "get_backend", lambda name="auto": None)
+    assert tracecc_backends() == ["reference", "fast"]
+    assert [e.name for e in make_envs("cpu", backends=["for_tests"], peers=False)][-1] == \
+        "tracecc compiled (for_tests)"
+
+
+def test_thread_environment_pins_every_library():
+    env = cli.thread_environment(1)
+    assert env["OPENBLAS_NUM_THREADS"] == env["OMP_NUM_THREADS"] == "1"
+    assert "--xla_cpu_multi_thread_eigen=false" in env["XLA_FLAGS"]
+    assert "XLA_FLAGS" not in cli.thread_environment(2)

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
+
+# Read once, when numpy / torch load their BLAS and OpenMP runtimes.
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+_MARK = "TRACECC_BENCH_THREADS"
 
 DESCRIPTION = ("Time the workloads W1-W5 (shared/BENCHMARKS.md) side by side in one process: numpy, "
                "tracecc eager, tracecc compiled (each backend), and torch eager / torch.compile / "
@@ -26,7 +31,8 @@ def configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="tracecc.compile backend to run (repeatable; default: every one it lists)")
     p.add_argument("--no-peers", action="store_true", help="skip torch and jax")
     p.add_argument("--threads", type=int, metavar="N",
-                   help="limit numpy's BLAS and torch to N threads (default: as they start; jax unchanged)")
+                   help="run numpy's BLAS, torch (and with N=1 jax) on N threads; restarts the process "
+                        "with OPENBLAS_NUM_THREADS etc. set (default: as they start)")
     p.add_argument("--no-memory", action="store_true", help="skip the tracemalloc pass")
     p.add_argument("--json", metavar="PATH", help="write every number, samples included, as JSON")
     p.add_argument("--plot", metavar="PATH", help="write a PNG bar chart of speedups (needs matplotlib)")
@@ -55,6 +61,27 @@ def _notes() -> list[str]:
     return notes
 
 
+def thread_environment(n: int) -> dict:
+    """The environment variables that pin every library to n threads from its start."""
+    env = {name: str(n) for name in THREAD_VARIABLES}
+    env[_MARK] = str(n)
+    if n == 1:
+        env["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
+    return env
+
+
+def _restart_with_threads(n: int, argv: list) -> None:
+    """OpenBLAS reads its thread count when numpy loads, and lowering it later (ctypes) still
+    leaves its waits on worker threads, which cost whole scheduler ticks on a busy machine:
+    so start again with the variables set. Returns only when they already are."""
+    if os.environ.get(_MARK) == str(n):
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "tracecc.bench", *argv],
+              dict(os.environ, **thread_environment(n)))
+
+
 def run(args) -> int:
     from . import report
     from .frameworks import threads_in_use
@@ -63,6 +90,14 @@ def run(args) -> int:
     if args.repeat < 1 or args.warmup < 0:
         print("tracecc bench: --repeat must be >= 1 and --warmup >= 0", file=sys.stderr)
         return 2
+    if args.threads is not None:
+        if args.threads < 1:
+            print("tracecc bench: --threads must be >= 1", file=sys.stderr)
+            return 2
+        argv = getattr(args, "argv", None)
+        if argv is None:  # mounted as `tracecc bench ...`
+            argv = sys.argv[sys.argv.index("bench") + 1:] if "bench" in sys.argv else sys.argv[1:]
+        _restart_with_threads(args.threads, argv)
     progress = Progress(enabled=not args.quiet)
     try:
         results = run_suite(args.workloads, device=args.device, size=args.size, repeat=args.repeat,

@@ -117,8 +117,10 @@ class TraceccEnv(Env):
 
 def tracecc_backends() -> list[str | None]:
     """The backends tracecc.compile offers, from tracecc.list_backends() or compile.backends
-    when one exists, else from the codegen registry (those available, by priority); [None]
-    (compile's default) when none of these answers; [] when compile is not built."""
+    when one exists, else from the codegen registry: those available with a priority >= 0,
+    lowest first (a negative priority marks a test-only backend such as triton_interpret:
+    it runs only when named with --backend). [None] (compile's default) when none of these
+    answers; [] when compile is not built."""
     import tracecc
 
     compile_fn = getattr(tracecc, "compile", None)
@@ -133,7 +135,8 @@ def tracecc_backends() -> list[str | None]:
         from tracecc.codegen import backends as registry
 
         registry.get_backend("auto")  # imports every backend module that can load
-        ready = sorted((b for b in registry.BACKENDS.values() if b.available()), key=lambda b: b.priority)
+        ready = sorted((b for b in registry.BACKENDS.values() if b.priority >= 0 and b.available()),
+                       key=lambda b: b.priority)
         if ready:
             return [b.name for b in ready]
     except Exception:  # noqa: BLE001  (no registry, or a broken one: use compile's default)
@@ -281,7 +284,9 @@ def threads_in_use(peers: bool) -> dict:
 
 def set_threads(n: int, peers: bool) -> dict:
     """Limit numpy's BLAS (so tracecc eager too) and torch to n threads; what was set.
-    JAX's XLA pool is fixed when jax starts and is not limited."""
+    Best effort: OpenBLAS lowered at run time still waits on its worker threads (whole
+    scheduler ticks on a busy machine), so `tracecc bench --threads` also sets the
+    environment and restarts. JAX's XLA pool is fixed when jax starts."""
     set_blas = _openblas_function("set")
     if set_blas is not None:
         set_blas(n)

@@ -283,12 +283,14 @@ def run_case(case: Case, envs: list[Env], *, device: str = "cpu", repeat: int = 
             case_result.copy_bytes = copy_bytes
     probe_samples = []
 
-    total = warmup + repeat
+    total = warmup + repeat if live else 0  # nothing ran right: nothing to time
     for r in range(total):
+        if not live:
+            break
         timed = r >= warmup
         progress.say(f"{label}: {'round' if timed else 'warm-up'} {r + 1 - warmup * timed}/"
                      f"{repeat if timed else warmup}", transient=True)
-        order = live[r % len(live):] + live[:r % len(live)] if live else []
+        order = live[r % len(live):] + live[:r % len(live)]  # rotate: nobody always goes first
         gc.collect()
         gc.disable()
         try:

@@ -34,6 +34,23 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _git_revision() -> str | None:
+    """The commit of the tracecc checkout, '+dirty' when its working tree has changes."""
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                             text=True, timeout=10)
+        if rev.returncode:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return rev.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def machine_info(device: str) -> dict:
     info = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -43,6 +60,7 @@ def machine_info(device: str) -> dict:
         "python": platform.python_version(),
         "device": device,
         "versions": {d: _version(d) for d in ("tracecc", "numpy", "llvmlite", "torch", "jax", "jaxlib")},
+        "git": _git_revision(),
     }
     if hasattr(os, "getloadavg"):
         info["loadavg"] = [round(x, 2) for x in os.getloadavg()]  # others' work on a shared machine
@@ -175,7 +193,7 @@ def markdown(case_results: list[CaseResult], meta: dict) -> str:
         f"## tracecc bench: {m['device']}, {meta['size']} sizes",
         "",
         f"{m['date']}; {m['cpu']}, {m['cores']} cores" + (f"; GPU {m['gpu']}" if m.get("gpu") else "")
-        + f"; Python {m['python']}; {versions}"
+        + f"; Python {m['python']}; {versions}" + (f"; tracecc at {m['git']}" if m.get("git") else "")
         + (f"; load average {m['loadavg'][0]:.2f} at the end" if m.get("loadavg") else "") + ".",
         "Threads: " + (", ".join(f"{k} {v}" for k, v in meta["threads"].items()) or "as started")
         + ". " + f"{meta['repeat']} timed rounds after {meta['warmup']} warm-up rounds, variants interleaved "
