@@ -11,7 +11,8 @@ from tracecc.bench.frameworks import NumpyEnv, TorchEnv, TraceccEnv, make_envs
 from tracecc.bench.harness import compare, run_case, run_suite
 from tracecc.bench.workloads import make_cases, select
 
-TINY = dict(size="tiny", repeat=3, warmup=1, peers=False)
+# compiled variants: with a stand-in compile below (the real backends have their own tests)
+TINY = dict(size="tiny", repeat=3, warmup=1, peers=False, backends=[])
 
 
 def _by_variant(case_result):
@@ -131,6 +132,7 @@ def test_compiled_backends_are_discovered_timed_and_a_broken_one_reported(monkey
     envs = make_envs("cpu", peers=False)
     assert [e.name for e in envs] == ["numpy", "tracecc eager", "tracecc compiled (fake)",
                                       "tracecc compiled (broken)"]
+    assert [e.name for e in make_envs("cpu", backends=[], peers=False)] == ["numpy", "tracecc eager"]
     case = select(make_cases("cpu", "tiny"), ["W4/b4"])[0]
     cr = run_case(case, envs, repeat=2, warmup=0)
     rs = _by_variant(cr)
@@ -150,8 +152,9 @@ def test_compiled_variant_is_absent_when_compile_is_not_built(monkeypatch):
     assert TraceccEnv("cuda").unavailable().startswith("tracecc: DeviceError")
 
 
-def test_cli_writes_json_markdown_and_plot(tmp_path, capsys):
+def test_cli_writes_json_markdown_and_plot(tmp_path, capsys, monkeypatch):
     out_json, out_md, out_png = tmp_path / "b.json", tmp_path / "b.md", tmp_path / "b.png"
+    monkeypatch.delattr(tracecc, "compile", raising=False)  # its row: absent, with the reason
     rc = cli.main(["W1", "softmax", "W4/b4", "--size", "tiny", "--repeat", "2", "--warmup", "0",
                    "--no-peers", "-q", "--json", str(out_json), "--markdown", str(out_md),
                    "--plot", str(out_png)])
@@ -169,6 +172,7 @@ def test_cli_writes_json_markdown_and_plot(tmp_path, capsys):
                 "first_call_s", "vs_eager", "x_floor", "peak_bytes", "max_err"):
         assert key in numpy_row
     assert numpy_row["variant"] == "numpy" and len(numpy_row["samples_s"]) == 2
+    assert w1["results"][2]["status"] == "absent" and "not built" in w1["results"][2]["reason"]
     assert data["cases"][2]["flops"] > 0 and data["cases"][2]["results"][0]["gflops"] > 0
     # the markdown: a summary table and one table per case, every row with as many cells as its header
     assert "### Summary" in stdout and "### W4/b4 MLP step: batch 4, cpu" in stdout

@@ -231,10 +231,11 @@ class JaxEnv(Env):
 
 
 def make_envs(device: str, backends=None, peers: bool = True) -> list[Env]:
-    """Every variant, in table order. backends: tracecc.compile backends to run (None: discover)."""
+    """Every variant, in table order. backends: the tracecc.compile backends to run (None:
+    discover them; an empty list: no compiled variant)."""
     envs: list[Env] = [NumpyEnv(device), TraceccEnv(device)]
     names = tracecc_backends() if backends is None else list(backends)
-    if not names:
+    if backends is None and not names:
         envs.append(TraceccEnv(device, compiled=True))  # reported absent, with the reason
     for name in names:
         envs.append(TraceccEnv(device, compiled=True, backend=name))
