@@ -46,16 +46,18 @@ def median_us(fn, reps=21, warmup=2):
 
 
 # ------------------------------------------------------------------ math
-MATH = ["exp", "expm1", "log", "log1p", "tanh", "sigmoid", "erf"]
+MATH = ["exp", "expm1", "log", "log1p", "tanh", "sigmoid", "erf", "sin", "cos"]
+ONLY_32 = ("erf", "sin", "cos")
 
 
 def math_kernels(bits=32):
     m = jit.new_module("math_bench")
     ml = MathLib(m)
-    for nm in MATH if bits == 32 else MATH[:-1]:
+    names = [nm for nm in MATH if bits == 32 or nm not in ONLY_32]
+    for nm in names:
         emit_unary_kernel(m, f"k_{nm}", ml.get(nm, bits))
     cm = jit.compile_module(m)
-    return cm, {nm: cm.cfunc(f"k_{nm}", None, VP, VP, I64C) for nm in (MATH if bits == 32 else MATH[:-1])}
+    return cm, {nm: cm.cfunc(f"k_{nm}", None, VP, VP, I64C) for nm in names}
 
 
 def bench_math(n=1 << 24):
@@ -70,7 +72,7 @@ def bench_math(n=1 << 24):
         "tanh": lambda a: np.tanh(a, out=y),
         "sigmoid": lambda a: (np.negative(a, out=y), np.exp(y, out=y), np.add(y, 1, out=y),
                               np.reciprocal(y, out=y)),
-        "erf": None,
+        "erf": None, "sin": lambda a: np.sin(a, out=y), "cos": lambda a: np.cos(a, out=y),
     }
     copy = median_us(lambda: np.copyto(y, x), 9)
     print(f"16M float32, single thread, median of 9 (np.copyto: {copy / 1e3:.2f} ms)")
@@ -88,7 +90,8 @@ def bench_ulp(names=None, stride=1, chunk=1 << 24):
     _, ks = math_kernels()
     erf = np.frompyfunc(math.erf, 1, 1)
     refs = {"exp": np.exp, "expm1": np.expm1, "log": np.log, "log1p": np.log1p, "tanh": np.tanh,
-            "sigmoid": lambda v: 1 / (1 + np.exp(-v)), "erf": lambda v: erf(v).astype(np.float64)}
+            "sigmoid": lambda v: 1 / (1 + np.exp(-v)), "erf": lambda v: erf(v).astype(np.float64),
+            "sin": np.sin, "cos": np.cos}
     for nm in names or MATH:
         worst, at, nan_bad, t0 = 0.0, None, 0, time.time()
         for start in range(0, 2**32, chunk * stride):
