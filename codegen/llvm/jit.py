@@ -19,7 +19,6 @@ The pitfalls it hides (see shared/notes/codegen-facts.md, section 3):
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
 import struct
 import threading
@@ -223,10 +222,6 @@ class CompiledModule:
 
     def total_ms(self) -> float:
         return sum(self.timings.values())
-
-
-def ir_hash(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 # Loop unrolling (on top of vectorisation, which interleaves anyway) tripled the compile
