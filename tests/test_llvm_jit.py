@@ -125,3 +125,20 @@ def test_new_module_has_host_triple_and_layout():
     t = jit.host_target()
     assert m.triple == t.triple and m.data_layout == t.data_layout
     assert t.cpu and "|" in t.key()
+
+
+def test_threads_compiling_at_once():
+    import threading
+
+    out = {}
+
+    def work(k):
+        cm = jit.compile_module(relu_module(f"t{k}"))
+        out[k] = bool(np.array_equal(call(cm.cfunc(f"t{k}", *SIG), X), np.maximum(X, 0)))
+
+    ts = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert out == {k: True for k in range(4)}

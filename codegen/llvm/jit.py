@@ -35,6 +35,9 @@ from ...runtime.errors import CodegenError
 from .. import cache as _cache
 
 _init_lock = threading.Lock()
+# llvmlite parses into LLVM's global context and releases the GIL in its calls: two Python
+# threads compiling at once would race inside LLVM, so compiles and loads take turns.
+_llvm_lock = threading.RLock()
 _initialized = False
 
 
@@ -268,6 +271,17 @@ def compile_module(module: ir.Module | str, name: str | None = None, *, speed_le
             cm.from_cache = True
             return cm
 
+    with _llvm_lock:
+        obj, tm, optimized_ir, asm = _generate(text, name, speed_level, key, keep_ir, want_asm, timings)
+    # outside the lock: loading may first compile a runtime (parallel.py) under its own lock
+    cm = load_object(obj, name, _tm=tm)
+    cm.timings = {**timings, **cm.timings}
+    cm.optimized_ir, cm.asm = optimized_ir, asm
+    return cm
+
+
+def _generate(text, name, speed_level, key, keep_ir, want_asm, timings):
+    """IR text -> (object bytes, its TargetMachine, optimised IR or None, asm or None)."""
     t = time.perf_counter()
     initialize()
     try:
@@ -304,11 +318,7 @@ def compile_module(module: ir.Module | str, name: str | None = None, *, speed_le
         t = time.perf_counter()
         asm = tm.emit_assembly(mod)
         timings["asm"] = _ms(t)
-
-    cm = load_object(obj, name, _tm=tm)
-    cm.timings = {**timings, **cm.timings}
-    cm.optimized_ir, cm.asm = optimized_ir, asm
-    return cm
+    return obj, tm, optimized_ir, asm
 
 
 def load_object(obj: bytes, name: str = "tracecc", *, _tm: llvm.TargetMachine | None = None
@@ -316,6 +326,11 @@ def load_object(obj: bytes, name: str = "tracecc", *, _tm: llvm.TargetMachine | 
     """Load object bytes (from `CompiledModule.object_bytes` or the cache) into a new engine."""
     t = time.perf_counter()
     resolve_symbols(undefined_symbols(obj))
+    with _llvm_lock:
+        return _load_locked(obj, name, _tm, t)
+
+
+def _load_locked(obj, name, _tm, t) -> CompiledModule:
     tm = _tm if _tm is not None else create_target_machine()
     holder = llvm.parse_assembly("")
     holder.triple = tm.triple
