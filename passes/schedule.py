@@ -367,8 +367,12 @@ class KernelEmitter:
             raise NeedsOwnKernel(self.current)  # read before (or while) it is computed
         if self.acc_of is not None and v is self.acc_of and comps == self.identity:
             return Acc(v.type.dtype)
+        # a member of this kernel read by another member is recomputed, never loaded: its
+        # store may come later in the kernel (reductions are handled by rows above)
         inline_member = (v in s.realized and s.group_of.get(v) is self.g and v in s.producer
-                         and v not in s.must_load and PRIMITIVES[s.producer[v].op].kind == "pointwise")
+                         and v not in s.must_load and v not in self.g.reductions
+                         and PRIMITIVES[s.producer[v].op].kind in ("pointwise", "movement", "creation", "index")
+                         and s.producer[v].op not in REALIZED_OPS)
         if s.is_buffer(v) and not inline_member:
             return Load(_name(v), linearize(comps, _shape(v)).to_index(), v.type.dtype)
         return self.compute(v, comps)

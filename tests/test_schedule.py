@@ -163,3 +163,13 @@ def test_softmax_stores_only_its_result():
     assert len({e for e in walk_kernel(k) if isinstance(e, Op) and e.op == "exp"}) == 1
     assert not any(isinstance(e, Op) and e.op == "exp" for s in k.phases[-1].stores
                    for e in [s.value, *getattr(s.value, "args", ())])
+
+
+def test_a_member_read_by_a_later_reduction_is_recomputed_not_loaded():
+    # y = expand(column sums) is an output stored in the kernel's last pass, and a second
+    # reduction of the same kernel reads it: it must be recomputed, not read unwritten
+    def fn(g):
+        y = (-g).sum(0, keepdim=True).expand(6, 6)
+        return y, (-y).sum(0)
+
+    check(fn, ((6, 6), f32), kernels=1)
