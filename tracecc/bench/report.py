@@ -216,7 +216,7 @@ def markdown(case_results: list[CaseResult], meta: dict) -> str:
             out += [""] + ratios
     absent = _absent_notes(case_results)
     out += ["", "Notes:", "",
-            "- Not measured: " + (" ".join(absent) if absent else "nothing."),
+            "- Variants that could not run here: " + (" ".join(absent) if absent else "none."),
             f"- Peak MiB: {MEMORY_METHOD}.",
             "- First call: build + the first step (it compiles, for compiled variants). Cache hit: the "
             "first step of a second, freshly built instance (its compiled code is cached by then).",
@@ -243,13 +243,14 @@ def plot(path: str, case_results: list[CaseResult], meta: dict) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     variants = []
     for cr in case_results:
         for r in cr.results:
             if r.vs_eager and r.variant not in variants:
                 variants.append(r.variant)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(case_results)), 4.2))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(case_results)) + 2.5, 4.2))
     width = 0.8 / max(1, len(variants))
     for i, v in enumerate(variants):
         xs, ys = [], []
@@ -260,13 +261,17 @@ def plot(path: str, case_results: list[CaseResult], meta: dict) -> None:
                 ys.append(r.vs_eager)
         ax.bar(xs, ys, width, label=v)
     ax.set_yscale("log")
+    times = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}×")
+    ax.yaxis.set_major_formatter(times)
+    ax.yaxis.set_minor_formatter(times)
+    ax.tick_params(axis="y", which="minor", labelsize=7)
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_xticks(range(len(case_results)))
     ax.set_xticklabels([f"{cr.id}\n{cr.title}" for cr in case_results])
     ax.set_ylabel("speedup vs tracecc eager (log)")
     m = meta["machine"]
     ax.set_title(f"tracecc bench, {m['device']} ({m.get('gpu') or m['cpu']}, {m['date']})", fontsize=9)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, bbox_to_anchor=(1.01, 1), loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
