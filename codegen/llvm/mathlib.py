@@ -24,7 +24,7 @@ signed zeros kept where C keeps them.
 sin/cos (float32) reduce |x| exactly for every float32, huge ones included: the 24-bit
 mantissa times the 96 bits of 2/pi that matter at its exponent (a constant table; Payne-
 Hanek without loops) gives |x|*2/pi mod 4 as 64-bit fixed point; the polynomials run in
-double, so the result is within 0.5001 ulp.
+double, so the result is within 0.501 ulp.
 
 Algorithms: exp/expm1 reduce x = n*ln2 + r (|r| <= ln2/2, Cody-Waite with fma) and scale
 by 2^n in two steps so subnormal results are rounded once; log/log1p use the fdlibm
@@ -48,7 +48,7 @@ I32, I64 = ir.IntType(32), ir.IntType(64)
 # Stated bounds, in ulp, checked by tests/test_llvm_mathlib.py. Measured maxima behind them
 # (docs/cpu-backend.md): float32 over every 17th bit pattern (253M inputs) -- exp 0.973,
 # expm1 1.333, log 0.826, log1p 0.841, tanh 1.498, sigmoid 2.402, erf 1.696, sin 0.500,
-# cos 0.500 (every 509th pattern); float64 over
+# cos 0.500; float64 over
 # 6M random and range-focused bit patterns -- exp 0.955, expm1 1.787, log 0.780,
 # log1p 0.772, tanh 2.475, sigmoid 2.133.
 ULP_BOUNDS = {
