@@ -14,7 +14,8 @@ import sys
 from tracecc.bench.cli import main
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"),
                         help="folder for bench-<device>.{md,json,png} (default benchmarks/results)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
