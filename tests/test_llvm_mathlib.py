@@ -167,3 +167,19 @@ def test_sin_cos_of_huge_arguments(kernels):
     for name, ref in (("sin", np.sin), ("cos", np.cos)):
         err = ulp_error(run(fns, name, 32, x), ref(x.astype(np.float64)), 32)
         assert err.max() <= 0.51, (name, err)
+
+
+def test_without_hardware_fma_the_fmuladd_path_still_works():
+    """MathLib(use_fma=False) (a CPU without FMA) emits llvm.fmuladd; on this host LLVM
+    fuses it anyway, so this checks the path builds and computes, not its accuracy there."""
+    m = jit.new_module("nofma")
+    ml = MathLib(m, use_fma=False)
+    for nm in ("exp", "log", "tanh"):
+        emit_unary_kernel(m, f"k_{nm}", ml.get(nm, 32))
+    assert "llvm.fmuladd" in str(m) and "llvm.fma." not in str(m)
+    cm = jit.compile_module(m)
+    x = np.linspace(0.01, 20, 10001, dtype=np.float32)
+    for nm, ref in (("exp", np.exp), ("log", np.log), ("tanh", np.tanh)):
+        y = np.empty_like(x)
+        cm.cfunc(f"k_{nm}", None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)(x.ctypes.data, y.ctypes.data, x.size)
+        assert ulp_error(y, ref(x.astype(np.float64)), 32).max() <= 4, nm
