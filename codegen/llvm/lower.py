@@ -299,7 +299,7 @@ class KernelLowering:
         return a, b
 
     def lower_blas_matmul(self, mm, layout):
-        from .matmul import MatmulSpec, emit_sgemm_call
+        from .matmul import MatmulSpec, emit_matmul
 
         b = self.b
         *batch, m, n = self.k.outer
@@ -315,7 +315,9 @@ class KernelLowering:
             stride *= v.size
         c_ptr = b.gep(self.base(mm.out), [c_offset])
         spec = MatmulSpec(m.size, n.size, mm.k.size, (a_rs, a_cs), (b_rs, b_cs))
-        emit_sgemm_call(b, spec, a_ptr, b_ptr, c_ptr)
+        # BLAS above ~0.4M multiply-adds, the generated register-tiled kernel below
+        # (codegen/llvm/matmul.py: measured at the MLP shapes)
+        emit_matmul(b, spec, a_ptr, b_ptr, c_ptr, strategy="auto")
         self.cache.clear()
         closers = []
         for v in (m, n):
