@@ -1,10 +1,11 @@
 # make test: build/refresh .venv and run the whole suite.  make demo: the main job.
+# make docs: regenerate the generated docs.  make bench: the benchmark suite.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench venv clean
+.PHONY: test demo bench docs venv clean
 
 venv: $(STAMP)
 
@@ -20,7 +21,11 @@ test: $(STAMP)
 	$(PY) -m pytest -n 2 -q
 
 demo: $(STAMP)
-	$(PY) examples/mnist_mlp.py
+	$(PY) examples/demo.py
+
+# docs/ops.md, docs/errors.md and the dump excerpts in docs/tour.md and README.md
+docs: $(STAMP)
+	$(PY) -m tracecc._docgen
 
 bench: $(STAMP)
 	$(PY) -m tracecc.bench $(BENCH_ARGS)

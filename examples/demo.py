@@ -113,9 +113,9 @@ def synthetic_digits(n: int, seed: int):
         g = np.kron(glyphs[d], np.ones((3, 3), np.float32))  # 21 x 15
         if rng.random() < 0.5:  # a thicker stroke
             g = np.maximum(g, np.roll(g, 1, axis=1))
-        top, left = rng.integers(0, 28 - 21 + 1), rng.integers(0, 28 - 15 + 1)
+        top, left = rng.integers(2, 6), rng.integers(5, 9)  # near the centre, as MNIST's digits
         images[i, top:top + 21, left:left + 15] = g
-    images = np.clip(images + rng.normal(0, 0.3, images.shape), 0, 1)
+    images = np.clip(images + rng.normal(0, 0.2, images.shape), 0, 1)
     images = (images - 0.5) / 0.5
     return torch.utils.data.TensorDataset(torch.from_numpy(images.astype(np.float32)[:, None]),
                                           torch.from_numpy(labels.astype(np.int64)))
