@@ -240,3 +240,14 @@ def test_thread_environment_pins_every_library():
     assert env["OPENBLAS_NUM_THREADS"] == env["OMP_NUM_THREADS"] == "1"
     assert "--xla_cpu_multi_thread_eigen=false" in env["XLA_FLAGS"]
     assert "XLA_FLAGS" not in cli.thread_environment(2)
+
+
+def test_a_hung_call_ends_the_run_with_every_stack_printed():
+    import subprocess
+    import sys
+
+    code = "import time\nfrom tracecc.bench.harness import watchdog\nwith watchdog(0.5):\n    time.sleep(30)\n"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "time.sleep" not in proc.stdout and "Thread" in proc.stderr
+    with __import__("tracecc.bench.harness", fromlist=["watchdog"]).watchdog(None):
+        pass  # no timeout: nothing armed

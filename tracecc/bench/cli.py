@@ -14,7 +14,7 @@ _MARK = "TRACECC_BENCH_THREADS"
 DESCRIPTION = ("Time the workloads W1-W5 (shared/BENCHMARKS.md) side by side in one process: numpy, "
                "tracecc eager, tracecc compiled (each backend), and torch eager / torch.compile / "
                "jax.jit where installed. Every result is checked against numpy first. Exit status 1 "
-               "when any result is wrong.")
+               "when any result is wrong (or on --timeout).")
 
 
 def configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -33,6 +33,9 @@ def configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, metavar="N",
                    help="run numpy's BLAS, torch (and with N=1 jax) on N threads; restarts the process "
                         "with OPENBLAS_NUM_THREADS etc. set (default: as they start)")
+    p.add_argument("--timeout", type=float, default=900, metavar="S",
+                   help="when one build + first call, or one round, takes over S seconds (a hang), "
+                        "print every thread's stack and exit with status 1 (default 900; 0: never)")
     p.add_argument("--no-memory", action="store_true", help="skip the tracemalloc pass")
     p.add_argument("--json", metavar="PATH", help="write every number, samples included, as JSON")
     p.add_argument("--plot", metavar="PATH", help="write a PNG bar chart of speedups (needs matplotlib)")
@@ -103,7 +106,7 @@ def run(args) -> int:
         results = run_suite(args.workloads, device=args.device, size=args.size, repeat=args.repeat,
                             warmup=args.warmup, seed=args.seed, backends=args.backends,
                             peers=not args.no_peers, progress=progress, measure_memory=not args.no_memory,
-                            threads=args.threads)
+                            threads=args.threads, timeout=args.timeout or None)
     except ValueError as e:
         progress.done()
         print(f"tracecc bench: {e}", file=sys.stderr)

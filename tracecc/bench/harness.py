@@ -14,6 +14,8 @@ overhead.
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
 import gc
 import sys
 import time
@@ -147,6 +149,24 @@ def compare(values: list, expected: list, tol: float) -> tuple[float, str]:
 
 
 # ------------------------------------------------------------------ running
+@contextlib.contextmanager
+def watchdog(seconds: float | None):
+    """A call that never returns (a deadlocked native thread pool, say) cannot be interrupted
+    from Python: after `seconds`, print every thread's stack to stderr and exit (status 1)."""
+    armed = False
+    if seconds:
+        try:  # to the process's own stderr: sys.stderr may be a capture without a file descriptor
+            faulthandler.dump_traceback_later(seconds, exit=True, file=sys.__stderr__)
+            armed = True
+        except (AttributeError, OSError, ValueError):  # no usable stderr: run without a watchdog
+            pass
+    try:
+        yield
+    finally:
+        if armed:
+            faulthandler.cancel_dump_traceback_later()
+
+
 class _Live:
     """A variant being timed."""
 
@@ -232,7 +252,9 @@ def _kernel_seconds(live: _Live, calls: int = 5) -> float | None:
 
 def run_case(case: Case, envs: list[Env], *, device: str = "cpu", repeat: int = 20, warmup: int = 3,
              seed: int = 0, copy_bytes: int | None = None, progress: Progress | None = None,
-             measure_memory: bool = True) -> CaseResult:
+             measure_memory: bool = True, timeout: float | None = None) -> CaseResult:
+    """timeout: seconds one phase (a variant's build and first call, or one round) may take
+    before the process dumps its stacks and exits; None: wait forever."""
     progress = progress or Progress(enabled=False)
     label = f"{case.id} {case.title} ({case.shape})"
     data = case.make_data(np.random.default_rng(seed))
@@ -251,8 +273,9 @@ def run_case(case: Case, envs: list[Env], *, device: str = "cpu", repeat: int = 
         progress.say(f"{label}: first call of {env.name}", transient=True)
         env.wrapped = []
         try:
-            step = case.impls[env.framework](case.dims, _copy_data(data), env)
-            out, result.first_call_s = _timed_call(env, step)
+            with watchdog(timeout):
+                step = case.impls[env.framework](case.dims, _copy_data(data), env)
+                out, result.first_call_s = _timed_call(env, step)
         except Exception as e:  # noqa: BLE001  (a variant that raises is reported, the run goes on)
             result.status, result.reason = "error", first_line(e)
             continue
@@ -264,8 +287,9 @@ def run_case(case: Case, envs: list[Env], *, device: str = "cpu", repeat: int = 
         env = lv.env
         saved, env.wrapped = env.wrapped, []
         try:
-            step2 = case.impls[env.framework](case.dims, _copy_data(data), env)
-            out, lv.result.cache_hit_s = _timed_call(env, step2)
+            with watchdog(timeout):
+                step2 = case.impls[env.framework](case.dims, _copy_data(data), env)
+                out, lv.result.cache_hit_s = _timed_call(env, step2)
             if not _check(env, out, ref.at(1), case.tol, lv.result, "cache-hit call"):
                 live.remove(lv)
             del step2, out
@@ -293,24 +317,25 @@ def run_case(case: Case, envs: list[Env], *, device: str = "cpu", repeat: int = 
         order = live[r % len(live):] + live[:r % len(live)]  # rotate: nobody always goes first
         gc.collect()
         gc.disable()
-        try:
-            if probe is not None:
-                t0 = time.perf_counter()
-                probe[1](probe[0]())
-                if timed:
-                    probe_samples.append(time.perf_counter() - t0)
-            for lv in order:
-                try:
-                    lv.last, dt = _timed_call(lv.env, lv.step)
-                except Exception as e:  # noqa: BLE001
-                    lv.result.status, lv.result.reason = "error", f"call {r + 2}: {first_line(e)}"
-                    lv.result.samples_s = []
-                    live.remove(lv)
-                    continue
-                if timed:
-                    lv.result.samples_s.append(dt)
-        finally:
-            gc.enable()
+        with watchdog(timeout):
+            try:
+                if probe is not None:
+                    t0 = time.perf_counter()
+                    probe[1](probe[0]())
+                    if timed:
+                        probe_samples.append(time.perf_counter() - t0)
+                for lv in order:
+                    try:
+                        lv.last, dt = _timed_call(lv.env, lv.step)
+                    except Exception as e:  # noqa: BLE001
+                        lv.result.status, lv.result.reason = "error", f"call {r + 2}: {first_line(e)}"
+                        lv.result.samples_s = []
+                        live.remove(lv)
+                        continue
+                    if timed:
+                        lv.result.samples_s.append(dt)
+            finally:
+                gc.enable()
 
     for lv in list(live):
         if lv.last is not None and not _check(lv.env, lv.last, ref.at(1 + total), case.tol, lv.result,
@@ -324,11 +349,12 @@ def run_case(case: Case, envs: list[Env], *, device: str = "cpu", repeat: int = 
 
     for lv in live:
         try:
-            if measure_memory:
-                progress.say(f"{label}: memory of {lv.env.name}", transient=True)
-                lv.result.peak_bytes = _peak_bytes(lv)
-            if lv.env.compiled:
-                lv.result.kernel_s = _kernel_seconds(lv)
+            with watchdog(timeout):
+                if measure_memory:
+                    progress.say(f"{label}: memory of {lv.env.name}", transient=True)
+                    lv.result.peak_bytes = _peak_bytes(lv)
+                if lv.env.compiled:
+                    lv.result.kernel_s = _kernel_seconds(lv)
         except Exception as e:  # noqa: BLE001  (after the timing: a note, not a failure)
             lv.result.reason = f"memory/kernel-time pass: {first_line(e)}"
     summarize(case_result)
@@ -358,7 +384,8 @@ def summarize(cr: CaseResult) -> None:
 
 def run_suite(names=(), *, device: str = "cpu", size: str = "default", repeat: int = 20, warmup: int = 3,
               seed: int = 0, backends=None, peers: bool = True, extra_envs=(), progress=None,
-              measure_memory: bool = True, threads: int | None = None) -> list[CaseResult]:
+              measure_memory: bool = True, threads: int | None = None,
+              timeout: float | None = None) -> list[CaseResult]:
     """Every selected case with every variant (plus extra_envs, e.g. from tests)."""
     from .frameworks import make_envs, set_threads
     from .workloads import SIZES, make_cases, select
@@ -369,5 +396,6 @@ def run_suite(names=(), *, device: str = "cpu", size: str = "default", repeat: i
     envs = make_envs(device, backends, peers) + list(extra_envs)
     copy_bytes = SIZES["tiny" if size == "tiny" else device]["copy_bytes"]
     return [run_case(c, envs, device=device, repeat=repeat, warmup=warmup, seed=seed,
-                     copy_bytes=copy_bytes, progress=progress, measure_memory=measure_memory)
+                     copy_bytes=copy_bytes, progress=progress, measure_memory=measure_memory,
+                     timeout=timeout)
             for c in cases]
