@@ -13,7 +13,8 @@ from importlib import metadata
 from .harness import CaseResult
 
 MEMORY_METHOD = ("tracemalloc: bytes allocated through numpy/Python during one steady-state step, "
-                 "above what was live before it; torch and jax allocate outside its view")
+                 "above what was live before it; torch, jax and backends with their own allocator "
+                 "allocate outside its view")
 
 
 def _version(dist: str) -> str | None:
