@@ -53,7 +53,8 @@ def compile_llvm(graph, log=None):
     writes = {names[new]: inputs[target] for target, new in graph.writes if new in names}
     compiled = CompiledProgram(program, cache=True, writes=writes)
     log.emit("perf", f"{graph.name}: memory plan: {compiled.memory.summary()}")
-    log.stage("llvm", text=compiled.llvm_ir, suffix=".ll", kind="code")
+    if log.enabled("code") or getattr(log, "dir", None) is not None:
+        log.stage("llvm", text=compiled.llvm_ir, suffix=".ll", kind="code")
     timings = ", ".join(f"{k} {v:.1f} ms" for k, v in compiled.compiled.timings.items())
     log.emit("perf", f"{graph.name}: {len(program.kernels)} kernels; schedule {t_schedule:.1f} ms; {timings}")
     shapes = [tuple(v.type.shape) for v in graph.roots()]
