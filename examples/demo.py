@@ -11,6 +11,7 @@
 # (clearly labelled: accuracies on them say nothing about MNIST).
 import argparse
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -218,7 +219,16 @@ def main(argv=None) -> int:
           f"({rel:.1e} relative): {'agree' if agree else 'DIFFER'} within rtol {args.rtol:g}")
     if dumps:
         print(f"\nIR dump of the compiled step written to {', '.join(f'{d}/' for d in dumps)}")
-        print(f"  read it:  tracecc show {dumps[0]} --stage list   (then --stage traced, "
+        steady = dumps[0]
+        for d in dumps:  # one graph per set of guards: say which calls each one serves
+            guards = (d / "guards.txt").read_text() if (d / "guards.txt").exists() else ""
+            shape = re.search(r"images\.shape == (\[[^\]]*\])", guards)
+            first = ".grad is None" in guards
+            if not first and steady == dumps[0]:
+                steady = d
+            print(f"  {d}/: images {shape.group(1) if shape else '?'}"
+                  f"{', the first step (no .grad yet)' if first else ''}")
+        print(f"  read it:  tracecc show {steady} --stage list   (then --stage traced, "
               f"simplify, fused, kernels, llvm)")
     return 0 if agree else 1
 
