@@ -173,3 +173,8 @@ def test_a_member_read_by_a_later_reduction_is_recomputed_not_loaded():
         return y, (-y).sum(0)
 
     check(fn, ((6, 6), f32), kernels=1)
+
+
+def test_matmul_with_a_constant_operand():
+    # the backward of mean(x @ w) multiplies a broadcast constant gradient by w
+    check(lambda w: tc.full((3, 4), 0.5) @ w, ((4, 5), f32), rtol=1e-5)

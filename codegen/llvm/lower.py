@@ -272,6 +272,8 @@ class KernelLowering:
 
         if mm.out is None or mm.a.dtype is not dtypes.float32 or find_blas() is None:
             return None
+        if not (isinstance(mm.a, Load) and isinstance(mm.b, Load)):
+            return None  # e.g. a broadcast constant operand: the loop nest handles it
         *batch, m, n = self.k.outer
 
         def strides(load, rows, cols):
