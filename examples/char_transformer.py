@@ -1,6 +1,9 @@
 # A small GPT trained character by character on tracecc's own source code and docs, then
 # asked to write some more. Token and position embeddings, pre-LayerNorm blocks with causal
 # multi-head self-attention and a GELU MLP, AdamW with warm-up and a cosine schedule.
+# The default 2000 steps took 129 s compiled on the 2-core development machine (61 ms a
+# step; eager steps took about 3x as long) and reached a held-out loss of 1.59 nats per
+# character (a uniform guess: 4.56): the samples look like Python.
 #
 #   python examples/char_transformer.py                # train eagerly, then sample
 #   python examples/char_transformer.py --compile      # the same with the step compiled
@@ -108,7 +111,7 @@ def sample(model, prompt_ids, n: int, temperature: float, seed: int) -> list[int
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="Train a small character-level GPT on the tracecc "
                                 "repository's own code and docs, then sample from it")
-    p.add_argument("--steps", type=int, default=600)
+    p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--block-size", type=int, default=64, help="context length in characters")
     p.add_argument("--d-model", type=int, default=64)

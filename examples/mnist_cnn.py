@@ -1,5 +1,8 @@
 # A small convolutional network on MNIST: Conv2d + BatchNorm + ReLU + MaxPool twice, Dropout,
-# two Linear layers, AdamW with a cosine learning-rate schedule.
+# two Linear layers, AdamW with a cosine learning-rate schedule. The default single epoch
+# reached 98.49% test accuracy eagerly (278 s, 245 ms/step) and 98.35% compiled (173 s,
+# 147 ms/step) on the 2-core development machine under load (the two runs drift apart by
+# float rounding amplified by training; see docs/differences.md).
 #
 #   python examples/mnist_cnn.py                 # train eagerly (1 epoch), then test
 #   python examples/mnist_cnn.py --compile       # the same with the training step compiled
