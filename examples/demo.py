@@ -80,7 +80,7 @@ def load_data(args):
             test = datasets.MNIST(root=target, train=False, download=True, transform=transform)
             return train, test, f"real MNIST, downloaded into {target}"
         except torch.TraceccError as e:
-            print(f"Could not download MNIST (no network?): {e.message.splitlines()[0]}")
+            print("Could not download MNIST (no network?): " + e.message.replace("\n", "\n  "))
     for root in roots:
         if _has_split(root, "t10k"):
             full = datasets.MNIST(root=root, train=False, transform=transform)

@@ -79,8 +79,8 @@ def test_excerpt_selectors(tmp_path):
     assert _docgen.excerpt(tmp_path, "f.kir grep=~x|~z") == "  x\n  z\n"
     assert _docgen.excerpt(tmp_path, "f.kir range=program..+1 range=b_1..~z") == \
         "program p\n...\nkernel b_1 [reduction] over ():\n  z\n"
-    assert _docgen.excerpt(tmp_path, "f.kir max=2 show") == "==> tracecc_dump/f.kir <==\nprogram p\nkernel a_0 " \
-        "[pointwise] over (i0<4):\n...\n"
+    assert _docgen.excerpt(tmp_path, "f.kir max=2 show") == \
+        "==> tracecc_dump/f.kir <==\nprogram p\nkernel a_0 [pointwise] over (i0<4):\n...\n"
     with pytest.raises(ValueError, match="no line contains 'nothing'"):
         _docgen.excerpt(tmp_path, "f.kir range=nothing..")
     assert _docgen.without_times("# scheduled in 1.5 ms") == "# scheduled in <t> ms"
@@ -136,7 +136,7 @@ def test_readme_benchmark_numbers_come_from_docs_benchmarks():
     bench = (DOCS / "benchmarks.md").read_text()
     for row in rows:
         for cell in row.strip("|").split("|")[1:]:
-            assert cell.strip() in bench, f"README's benchmark cell {cell.strip()!r} is not in docs/benchmarks.md"
+            assert cell.strip() in bench, f"README's benchmark cell {cell.strip()!r} is not in benchmarks.md"
 
 
 def test_makefile_has_demo_and_docs_targets():

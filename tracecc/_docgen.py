@@ -245,7 +245,8 @@ def ops_markdown() -> str:
             if prim.doc:
                 notes.append(prim.doc)
             llvm, triton = _coverage(n, "llvm", notes), _coverage(n, "triton", notes)
-            lines.append(f"| `{n}` | {llvm} | {triton} | {_kernel_kind(n)} | {'yes' if prim.vjp is not None else 'no'} | "
+            vjp = "yes" if prim.vjp is not None else "no"
+            lines.append(f"| `{n}` | {llvm} | {triton} | {_kernel_kind(n)} | {vjp} | "
                          f"{'; '.join(notes)} |")
         lines.append("")
     lines += ["## Composites", "",
