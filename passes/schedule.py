@@ -150,6 +150,11 @@ class Scheduler:
                     stack.append(i)
         return out
 
+    def _order(self, v) -> int:
+        """Position of v in the graph (inputs first): sorts sets of values deterministically."""
+        node = self.producer.get(v)
+        return -1 if node is None else self.position[id(node)]
+
     def _depends(self, g_from: Group, g_to: Group) -> bool:
         """Does group g_from (transitively) read something group g_to produces?"""
         stack, seen = [g_from.gid], set()
@@ -164,7 +169,7 @@ class Scheduler:
         return False
 
     def _legal_join(self, v, g: Group) -> bool:
-        for r in self._reads(v):
+        for r in sorted(self._reads(v), key=self._order):
             h = self.group_of.get(r)
             if h is not None and h is not g and self._depends(h, g):
                 self.log.append(f"refuse {_name(v)} -> {self._gname(g)}: would create a cycle "
@@ -236,7 +241,7 @@ class Scheduler:
     def _place_pointwise(self, n):
         v = n.out
         if self.fuse:
-            reads = self._reads(v)
+            reads = sorted(self._reads(v), key=self._order)  # deterministic decisions
             for r in reads:
                 g = self.group_of.get(r)
                 if g is None:
@@ -648,13 +653,19 @@ def _stash(phases: list) -> list:
             hit = _first_heavy(st.value, seen[i])
             if hit is not None and hit.dtype == _dtype_of_store(st):
                 extra.setdefault(i, []).append(Store(st.buffer, st.index, hit))
-                new_stores[k] = Store(st.buffer, st.index,
-                                      _substitute(st.value, hit, Load(st.buffer, st.index, hit.dtype)))
+                value = _substitute(st.value, hit, Load(st.buffer, st.index, hit.dtype))
+                # storing exactly what the earlier pass stored would be a dead self-copy
+                new_stores[k] = None if value == Load(st.buffer, st.index, hit.dtype) else \
+                    Store(st.buffer, st.index, value)
                 break
     if not extra:
         return phases
     phases = [Phase(p.loops, p.reductions, p.stores + tuple(extra.get(i, ()))) for i, p in enumerate(phases)]
-    phases[-1] = Phase(final.loops, final.reductions, tuple(new_stores))
+    kept = tuple(st for st in new_stores if st is not None)
+    if kept or final.reductions:
+        phases[-1] = Phase(final.loops, final.reductions, kept)
+    else:
+        phases.pop()
     return phases
 
 

@@ -98,7 +98,9 @@ class _Ops:
     """`ops.add(a, b)` binds the primitive `add`: the way rules call other ops."""
 
     def __getattr__(self, name: str):
-        prim = get(name)
+        if name not in PRIMITIVES:  # AttributeError, so hasattr()/getattr(default) behave
+            raise AttributeError(f"no primitive named {name!r}")
+        prim = PRIMITIVES[name]
 
         def call(*args, **params):
             return _dispatcher(prim, args, params)

@@ -115,3 +115,13 @@ def test_outputs_held_by_the_user_are_never_overwritten():
     view = f(a)[:10]  # a view keeps its base alive too
     f(b)
     np.testing.assert_array_equal(view.numpy(), keep[:10])
+
+
+def test_integer_max_min_and_unknown_ops_attribute():
+    x = tc.tensor([[3, -7, 2], [0, 5, -1]], dtype=tc.int32)
+    f = tc.compile(lambda x: (x.amax(1), x.amin(0)), **LLVM)
+    mx, mn = f(x)
+    np.testing.assert_array_equal(mx.numpy(), [3, 5])
+    np.testing.assert_array_equal(mn.numpy(), [0, -7, -1])
+    from tracecc.runtime.registry import ops
+    assert not hasattr(ops, "no_such_primitive")  # AttributeError, not KeyError

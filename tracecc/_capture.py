@@ -50,6 +50,8 @@ def capture(cf, args, kwargs, tensors, arg_paths, world) -> Captured:
     """Trace one call of cf._fn. `tensors` are the argument tensors in key order."""
     tracer = Tracer(cf.__name__, world, cf.fullgraph)
     for i, (t, path) in enumerate(zip(tensors, arg_paths)):
+        if isinstance(t._data, Sym):
+            continue  # the same tensor passed twice: already lifted
         if id(t._data) in tracer.lifted:
             tracer.lift(t)  # the same storage passed twice: one input
         else:

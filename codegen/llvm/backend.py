@@ -51,7 +51,12 @@ def compile_llvm(graph, log=None):
     names = dict(zip(graph.roots(), program.outputs))
     inputs = dict(zip(graph.inputs, program.inputs))
     writes = {names[new]: inputs[target] for target, new in graph.writes if new in names}
-    compiled = CompiledProgram(program, cache=True, writes=writes)
+    try:
+        compiled = CompiledProgram(program, cache=True, writes=writes)
+    except NotImplementedError as e:  # an op without an LLVM emitter yet
+        log.emit("fusion", f"{graph.name}: the llvm backend cannot lower this graph yet ({e}); "
+                           f"running it on the interpreter")
+        return compile_graph(graph)
     log.emit("perf", f"{graph.name}: memory plan: {compiled.memory.summary()}")
     if log.enabled("code") or getattr(log, "dir", None) is not None:
         log.stage("llvm", text=compiled.llvm_ir, suffix=".ll", kind="code")

@@ -9,6 +9,7 @@ program costs one native call. `bufs` is an array of buffer base pointers in the
 
 from __future__ import annotations
 
+import numpy as np
 from llvmlite import ir
 
 from ...passes.kernel_ir import Acc, Const, Kernel, Load, LoopIndex, Op, Program, RowValue, walk_kernel
@@ -208,7 +209,7 @@ class KernelLowering:
                 b.store(constant(value_dtype, init), value_slot)
                 b.store(ir.Constant(I64, -1), best_index)
             else:
-                b.store(constant(r.dtype, REDUCE_IDENTITY[r.combine]), slot)
+                b.store(constant(r.dtype, _identity(r.combine, r.dtype)), slot)
             accs.append((r, slot, best_index, value_slot))
         closers, flat = [], ir.Constant(I64, 0)
         outer_cache = dict(self.cache)
@@ -350,6 +351,16 @@ class KernelLowering:
         self.acc = b.load(slot)
         for s in mm.stores:
             self.store(s)
+
+
+def _identity(combine: str, dtype):
+    """The reduction's starting value; integer max/min start at the dtype's extremes."""
+    if combine in ("maximum", "minimum") and not is_float(dtype):
+        if dtype is dtypes.bool_:
+            return 0 if combine == "maximum" else 1
+        info = np.iinfo(dtype.np)
+        return info.min if combine == "maximum" else info.max
+    return REDUCE_IDENTITY[combine]
 
 
 def _dtype_of(e):
