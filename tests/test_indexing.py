@@ -125,6 +125,20 @@ def test_advanced_index_assignment(index, value, watched):
             assert v.grad.shape == v.shape
 
 
+@pytest.mark.parametrize("watched", [False, True])
+def test_index_assignment_places_dimensions_as_pytorch(watched):
+    """x[0, :, [0, 1]] selects shape (3, 2) in PyTorch (numpy would say (2, 3)): the value
+    is laid out the same way when assigning."""
+    base = tc.zeros(2, 3, 4, dtype=tc.float64, requires_grad=watched)
+    x = base * 1 if watched else base
+    value = tc.tensor(np.arange(6.0).reshape(3, 2))
+    x[0, :, [0, 1]] = value
+    np.testing.assert_array_equal(x[0, :, [0, 1]].detach().numpy(), value.numpy())
+    assert x.sum().item() == 15.0
+    x[tc.tensor([1, 1]), 0] = 7.0  # a repeated index writes one place
+    assert x[1, 0].tolist() == [7.0] * 4
+
+
 def test_index_assignment_with_tensor_value_and_dtype_cast():
     t = tc.zeros(4, dtype=tc.int64)
     t[1:3] = tc.tensor([1.9, -2.9])  # cast to the destination dtype, as torch does

@@ -189,8 +189,15 @@ def setitem(x: Tensor, index, value) -> None:
             raise ShapeError("index assignment: this tensor comes from expand/broadcast and "
                              "cannot be written in place", hint="call .clone() first")
         v = value._value("index assignment") if value_is_tensor else value
+        items = index if isinstance(index, tuple) else (index,)
         try:
-            x._data[_numpy_index(index)] = v
+            if any(isinstance(i, (Tensor, list, np.ndarray)) for i in items):
+                # PyTorch's placement of the indexed dimensions (numpy's differs when an int
+                # and an index tensor are separated by a slice): positions found by getitem
+                where_ = getitem(_make(np.arange(x.numel()).reshape(tuple(x.shape))), index)._data
+                x._data[np.unravel_index(where_, x.shape)] = np.broadcast_to(v, where_.shape)
+            else:
+                x._data[_numpy_index(index)] = v
         except ValueError as e:
             raise ShapeError(f"index assignment: {e} (tensor shape {fmt(x.shape)})") from None
         x._version[0] += 1
@@ -205,6 +212,14 @@ def setitem(x: Tensor, index, value) -> None:
     v = cast(v, x.dtype)
     v = reshape(expand(v, tuple(positions.shape)), (-1,))
     flat_pos = reshape(positions, (-1,))
+    if isinstance(flat_pos._data, np.ndarray):  # eager: a repeated position keeps its last value,
+        taken = flat_pos._data                    # as in numpy and PyTorch (index_add would sum)
+        last = np.full(n, -1, np.int64)
+        last[taken] = np.arange(taken.size)
+        keep = np.sort(last[last >= 0])
+        if keep.size != taken.size:
+            flat_pos = _make(taken[keep])
+            v = apply(P["index_select"], (v, _make(keep)), {"axis": 0})
     hits = apply(P["index_add"], (full_((n,), 0, dtypes.int64), flat_pos,
                                   full_((flat_pos.shape[0],), 1, dtypes.int64)), {"axis": 0})
     scattered = apply(P["index_add"], (full_((n,), 0, x.dtype), flat_pos, v), {"axis": 0})
