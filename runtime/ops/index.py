@@ -28,15 +28,19 @@ def _check_bounds(op, index, size):
 # --- gather / scatter_add (torch.gather semantics: index has x's rank)
 def _gather_meta(x: TensorType, index: TensorType, axis) -> TensorType:
     _check_index("gather", index)
-    if len(index.shape) != len(x.shape) or any(
-            i > d for a, (i, d) in enumerate(zip(index.shape, x.shape)) if a != axis):
+    if len(index.shape) != len(x.shape) or _larger_off_axis(index.shape, x.shape, axis):
         raise ShapeError(f"gather: index of shape {fmt(index.shape)} does not fit input of shape "
-                         f"{fmt(x.shape)} along dimension {axis}")
+                         f"{fmt(x.shape)} (same rank, and no larger outside dimension {axis})")
     return TensorType(tuple(index.shape), x.dtype)
 
 
+def _larger_off_axis(index_shape, x_shape, axis) -> bool:
+    """torch.gather/scatter_add: index may not be larger than the input outside `axis`."""
+    return any(i > d for a, (i, d) in enumerate(zip(index_shape, x_shape)) if a != axis)
+
+
 def _gather_kernel(x, index, axis):
-    if any(i > d for a, (i, d) in enumerate(zip(index.shape, x.shape)) if a != axis):
+    if _larger_off_axis(index.shape, x.shape, axis):
         raise ValueError("gather: index larger than the input")  # numpy would broadcast; meta explains
     _check_bounds("gather", index, x.shape[axis])
     region = tuple(slice(0, n) if a != axis else slice(None) for a, n in enumerate(index.shape))
@@ -58,14 +62,14 @@ def _scatter_add_meta(x: TensorType, index: TensorType, src: TensorType, axis) -
     if len(index.shape) != len(x.shape) or tuple(index.shape) != tuple(src.shape):
         raise ShapeError(f"scatter_add: index {fmt(index.shape)} and src {fmt(src.shape)} must "
                          f"have the same shape and the rank of input {fmt(x.shape)}")
-    if any(i > d for a, (i, d) in enumerate(zip(index.shape, x.shape)) if a != axis):
+    if _larger_off_axis(index.shape, x.shape, axis):
         raise ShapeError(f"scatter_add: index of shape {fmt(index.shape)} does not fit input of "
                          f"shape {fmt(x.shape)} outside dimension {axis}")
     return x
 
 
 def _scatter_add_kernel(x, index, src, axis):
-    if any(i > d for a, (i, d) in enumerate(zip(index.shape, x.shape)) if a != axis):
+    if _larger_off_axis(index.shape, x.shape, axis):
         raise ValueError("scatter_add: index larger than the input")  # meta explains
     _check_bounds("scatter_add", index, x.shape[axis])
     out = np.array(x, copy=True)
