@@ -111,7 +111,7 @@ class Scheduler:
                 for v in n.inputs:  # operands must be plain loads: no O(MNK) recompute
                     base = self._view_base(v)
                     if base in self.producer and base not in realized \
-                            and PRIMITIVES[self.producer[base].op].kind == "pointwise":
+                            and PRIMITIVES[self.producer[base].op].kind in ("pointwise", "creation"):
                         realized.add(base)  # the base, so a transposed use shares its buffer
         return realized
 

@@ -239,6 +239,26 @@ def _transpose_last(rw, v):
     return rw.emit("permute", [v], dims=tuple(range(nd - 2)) + (nd - 1, nd - 2))
 
 
+def matmul_by_constant(n, rw):
+    """A matmul with a constant operand (the backward of a mean multiplies its broadcast
+    gradient by a weight) is a scaled sum: c @ B = c * (column sums of B), A @ c = c * (row
+    sums of A). Summing costs K*N instead of M*N*K multiply-adds."""
+    a, b = n.inputs
+    out = tuple(n.type.shape)
+    c = rw.const_of(a)
+    if c is not None:
+        summed = rw.emit("sum", [b], axes=(len(b.type.shape) - 2,), keepdim=True)
+    else:
+        c = rw.const_of(b)
+        if c is None:
+            return None
+        summed = rw.emit("sum", [a], axes=(len(a.type.shape) - 1,), keepdim=True)
+    if summed.type.dtype is not n.type.dtype:
+        return None
+    scaled = rw.emit("mul", [summed, rw.emit("full", [], shape=(), value=c, dtype=n.type.dtype)])
+    return scaled if tuple(scaled.type.shape) == out else rw.emit("expand", [scaled], shape=out)
+
+
 def expand_noop_or_chain(n, rw):
     x = n.inputs[0]
     if tuple(x.type.shape) == tuple(n.type.shape):
@@ -272,6 +292,7 @@ RULES = {
     "permute": [movement_of_constant, permute_chain],
     "expand": [expand_noop_or_chain],
     "slice": [movement_of_constant],
+    "matmul": [matmul_by_constant],
 }
 for _name, _prim in PRIMITIVES.items():  # every other pointwise op folds constants too
     if _prim.kind == "pointwise" and _name not in RULES:

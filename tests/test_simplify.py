@@ -124,3 +124,18 @@ def test_writes_and_outputs_are_remapped():
     }""")
     assert s.outputs[0] is s.inputs[1]
     assert s.writes[0][0] is s.inputs[0] and s.writes[0][1] is s.nodes[-1].out
+
+
+def test_matmul_by_a_constant_becomes_a_scaled_sum():
+    g = parse_graph("""graph f(%w: f32[4,5], %x: f32[2,3,4]) {
+      %c = full(shape=(2, 3, 4), value=0.25, dtype=f32) : f32[2,3,4]
+      %m = matmul(%c, %w) : f32[2,3,5]
+      %d = full(shape=(5, 6), value=2.0, dtype=f32) : f32[5,6]
+      %n = matmul(%m, %d) : f32[2,3,6]
+      return (%n)
+    }""")
+    s = simplify(g.copy())
+    verify(s)
+    assert "matmul" not in ops(s)
+    inputs = random_inputs(g)
+    np.testing.assert_allclose(interpret(s, inputs)[0], interpret(g, inputs)[0], rtol=1e-5)
