@@ -147,30 +147,20 @@ def fold_constants(n, rw):
     return rw.emit("full", [], shape=tuple(n.type.shape), value=value, dtype=n.type.dtype)
 
 
-def add_zero(n, rw):
-    a, b = n.inputs
-    if _is(rw, b, 0):
-        return _same_type(n, a)
-    if _is(rw, a, 0):
-        return _same_type(n, b)
-    return None
+def neutral_element(value, commutative: bool):
+    """x + 0, x - 0, x * 1, x / 1 (and 0 + x, 1 * x when commutative) -> x, unless the
+    constant's shape broadcasts x to a bigger shape."""
 
+    def rule(n, rw):
+        a, b = n.inputs
+        if _is(rw, b, value):
+            return _same_type(n, a)
+        if commutative and _is(rw, a, value):
+            return _same_type(n, b)
+        return None
 
-def sub_zero(n, rw):
-    return _same_type(n, n.inputs[0]) if _is(rw, n.inputs[1], 0) else None
-
-
-def mul_one(n, rw):
-    a, b = n.inputs
-    if _is(rw, b, 1):
-        return _same_type(n, a)
-    if _is(rw, a, 1):
-        return _same_type(n, b)
-    return None
-
-
-def div_one(n, rw):
-    return _same_type(n, n.inputs[0]) if _is(rw, n.inputs[1], 1) else None
+    rule.__name__ = f"neutral_{value}"
+    return rule
 
 
 def double_negation(n, rw):
@@ -280,10 +270,10 @@ def movement_of_constant(n, rw):
 
 
 RULES = {
-    "add": [fold_constants, add_zero],
-    "sub": [fold_constants, sub_zero],
-    "mul": [fold_constants, mul_one],
-    "div": [fold_constants, div_one],
+    "add": [fold_constants, neutral_element(0, commutative=True)],
+    "sub": [fold_constants, neutral_element(0, commutative=False)],
+    "mul": [fold_constants, neutral_element(1, commutative=True)],
+    "div": [fold_constants, neutral_element(1, commutative=False)],
     "neg": [fold_constants, double_negation],
     "cast": [fold_constants, cast_noop],
     "copy": [copy_noop],

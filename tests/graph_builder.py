@@ -35,12 +35,27 @@ class Node:
     out: Value
     loc: str = ""
 
+    @property
+    def prim(self):
+        from tracecc.runtime.registry import PRIMITIVES
+        return PRIMITIVES[self.op]
+
 
 @dataclass
 class Graph:
     inputs: list = field(default_factory=list)
     nodes: list = field(default_factory=list)
     outputs: list = field(default_factory=list)
+
+    def roots(self):
+        return list(self.outputs)
+
+
+def random_input(rng, shape, dtype, high=None):
+    """Random data for a graph input: normal floats, integers in [0, high)."""
+    if dtype.category == 1:
+        return rng.integers(0, high or 5, shape)
+    return rng.standard_normal(shape).astype(dtype.np)
 
 
 class _Recorder:

@@ -2,33 +2,24 @@
 results match the graph interpreter (eager kernels), through the kernel evaluator and LLVM."""
 
 import numpy as np
-import pytest
 
 import tracecc as tc
 from tracecc.codegen.llvm.runner import CompiledProgram
 from tracecc.passes.kernel_eval import run_program
 from tracecc.passes.kernel_ir import format_program
 from tracecc.passes.schedule import schedule
-from tracecc.runtime import eager
 from tracecc.runtime.registry import PRIMITIVES
 
+from graph_builder import random_input as _random_input
 from graph_builder import trace
+from tracecc.passes.interpret import interpret
 
 f32, i64 = tc.float32, tc.int64
 rng = np.random.default_rng(0)
 
 
-def interpret(graph, arrays):
-    env = dict(zip(graph.inputs, arrays))
-    for n in graph.nodes:
-        env[n.out] = eager.run(PRIMITIVES[n.op], [env[v] for v in n.inputs], n.params)
-    return [env[v] for v in graph.outputs]
-
-
 def random_input(shape, dtype, high=None):
-    if dtype is i64:
-        return rng.integers(0, high or 5, shape)
-    return rng.standard_normal(shape).astype(dtype.np)
+    return _random_input(rng, shape, dtype, high)
 
 
 def check(fn, *specs, kernels=None, fuse=True, rtol=1e-5, atol=1e-6):

@@ -20,7 +20,9 @@ import pytest  # noqa: E402
 
 pytest.importorskip("triton")
 
+from graph_builder import random_input as _random_input  # noqa: E402
 from graph_builder import trace  # noqa: E402
+from tracecc.passes.interpret import interpret  # noqa: E402
 from tracecc.codegen.triton.backend import TritonProgram  # noqa: E402
 from tracecc.codegen.triton.lower import Options, lower_kernel  # noqa: E402
 from tracecc.codegen.triton.scalar import EMITTERS  # noqa: E402
@@ -31,9 +33,7 @@ from tracecc.passes.kernel_ir import (  # noqa: E402
     RowValue, Store, Term, format_program,
 )
 from tracecc.passes.schedule import schedule  # noqa: E402
-from tracecc.runtime import eager  # noqa: E402
 from tracecc.runtime.dtypes import bfloat16, bool_, float16, float32, get_dtype, int64  # noqa: E402
-from tracecc.runtime.registry import PRIMITIVES  # noqa: E402
 
 import tracecc as tc  # noqa: E402
 
@@ -436,17 +436,8 @@ def test_int64_offsets_only_where_int32_could_overflow():
 f32, i64 = tc.float32, tc.int64
 
 
-def interpret(graph, arrays):
-    env = dict(zip(graph.inputs, arrays))
-    for node in graph.nodes:
-        env[node.out] = eager.run(PRIMITIVES[node.op], [env[v] for v in node.inputs], node.params)
-    return [env[v] for v in graph.outputs]
-
-
 def random_input(shape, dtype, high=None):
-    if dtype is i64:
-        return rng.integers(0, high or 5, shape)
-    return rng.standard_normal(shape).astype(dtype.np)
+    return _random_input(rng, shape, dtype, high)
 
 
 def check_graph(src_dir, fn, *specs, rtol=1e-5, atol=1e-6, options=None, kernels=None):
