@@ -99,3 +99,12 @@ def test_perf_log_profiles_kernels_without_applying_updates_twice(monkeypatch, c
     np.testing.assert_array_equal(p.numpy(), [0.5, 1.5, 2.5])  # once, despite the profiling run
     err = capsys.readouterr().err
     assert "GB/s" in err and "GFLOP/s" in err
+
+
+def test_kernel_times_for_the_benchmark_overhead_column():
+    f = tc.compile(lambda x: tc.softmax(x * 2, 1), backend="llvm")
+    assert f.kernel_times() is None  # nothing compiled yet
+    f(tc.randn(8, 16))
+    times = f.kernel_times()
+    assert times and all(t > 0 for t in times.values())
+    assert list(times) == [k.name for k in f._entries[-1].runner.program.kernels]

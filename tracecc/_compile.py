@@ -230,6 +230,16 @@ class CompiledFunction:
         return world
 
     # ------------------------------------------------------------ introspection
+    def kernel_times(self):
+        """Seconds per kernel of the most recently compiled graph, re-timed on its last
+        call's inputs (the benchmark harness's overhead column); None when the backend
+        cannot say (the interpreter)."""
+        for entry in reversed(self._entries):
+            hook = getattr(entry.runner, "kernel_times", None)
+            if hook is not None:
+                return hook()
+        return None
+
     def reset(self) -> None:
         """Forget every compiled graph (the next call traces again)."""
         self._cache.clear()

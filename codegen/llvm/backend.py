@@ -80,6 +80,7 @@ def compile_llvm(graph, log=None):
 
     runner.program = program
     runner.compiled = compiled
+    runner.kernel_times = compiled.kernel_times
     return runner
 
 

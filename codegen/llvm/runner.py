@@ -175,6 +175,12 @@ class CompiledProgram:
             results[k] = results[k].copy()
         return results
 
+    def kernel_times(self) -> dict[str, float] | None:
+        """Seconds per kernel on the last call's inputs (None before any call)."""
+        if not self.converted or any(a is None for a in self.converted):
+            return None
+        return {row["kernel"]: row["ms"] / 1e3 for row in self.profile(self.converted, repeat=3)}
+
     def profile(self, inputs: list[np.ndarray], repeat: int = 20) -> list[dict]:
         """Time each kernel on its own (median of `repeat` calls, single-threaded), with the
         bytes it moves and its GFLOP/s: what TRACECC_LOGS=perf prints."""
