@@ -212,10 +212,7 @@ except ImportError:  # pragma: no cover - the table lives in another file of the
 
 TABLE = op_cases.CASES if op_cases is not None else []
 # eager code that branches on whether a payload is concrete, so tracing takes another path
-KNOWN_TRACE_DIVERGENCES = {
-    "x[i, :, j]": "_indexing.py turns a concrete 0-d index tensor into an int (basic "
-                  "indexing) but keeps a traced one as an advanced index: other result layout",
-}
+KNOWN_TRACE_DIVERGENCES: dict[str, str] = {}  # op case name -> why tracing differs from eager
 
 
 @pytest.mark.skipif(op_cases is None, reason="tests/op_cases.py not available")

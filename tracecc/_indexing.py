@@ -123,6 +123,15 @@ def getitem(x: Tensor, index) -> Tensor:
         stops = tuple(0 if a in empty_axes else d for a, d in enumerate(out_shape))
         out = apply(P["slice"], (out,), {"starts": (0,) * out.ndim, "stops": stops,
                                           "steps": (1,) * out.ndim})
+    # a traced 0-d index tensor selects like an int (as a concrete one does, and PyTorch):
+    # pick the element along its dimension and drop the dimension, before the other
+    # integer-tensor indices are placed
+    for p, t, size in sorted((a for a in advanced if a[1].ndim == 0), key=lambda a: -a[0]):
+        picked = apply(P["index_select"], (out, apply(P["reshape"], (_wrap_negative(t, size),),
+                                                            {"shape": (1,)})), {"axis": p})
+        shape = tuple(d for k, d in enumerate(picked.shape) if k != p)
+        out = apply(P["reshape"], (picked,), {"shape": shape})
+        advanced = [(q - 1 if q > p else q, u, n) for q, u, n in advanced if q != p]
     if advanced:
         out = _advanced(out, advanced)
     return out
