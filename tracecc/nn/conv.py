@@ -3,7 +3,6 @@ groups), computed by im2col + matmul in nn/_windows.py."""
 
 from __future__ import annotations
 
-import math
 
 from ..creation import empty
 from ..runtime.errors import InvalidArgumentError
@@ -44,13 +43,7 @@ class _ConvNd(Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        # PyTorch's default: kaiming_uniform_(a=sqrt(5)), bias U(+-1/sqrt(fan_in))
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
-            if fan_in != 0:
-                bound = 1 / math.sqrt(fan_in)
-                init.uniform_(self.bias, -bound, bound)
+        init.default_weight_and_bias_(self.weight, self.bias)
 
     def _explicit_padding(self, input):
         """For padding_mode != 'zeros': pad first with that mode, then convolve unpadded."""

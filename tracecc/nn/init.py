@@ -121,3 +121,15 @@ def trunc_normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, a: float 
         outside = (values < a) | (values > b)
     with _grad_mode.no_grad():
         return tensor.copy_(_make(values.astype(tensor.dtype.np)))
+
+
+def default_weight_and_bias_(weight, bias=None) -> None:
+    """PyTorch's default initialisation of Linear and Conv layers: weight
+    kaiming_uniform_(a=sqrt(5)), bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (left alone for a
+    layer with no inputs)."""
+    kaiming_uniform_(weight, a=math.sqrt(5))
+    if bias is not None:
+        fan_in, _ = _calculate_fan_in_and_fan_out(weight)
+        if fan_in != 0:
+            bound = 1 / math.sqrt(fan_in)
+            uniform_(bias, -bound, bound)
