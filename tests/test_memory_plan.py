@@ -107,3 +107,21 @@ def test_kernel_times_for_the_benchmark_overhead_column():
     f(tc.randn(8, 16))
     times = f.kernel_times()
     assert times and all(t > 0 for t in times.values())
+
+
+def test_cache_key_records_whether_kernels_are_split_over_threads(tmp_path, monkeypatch):
+    """A program lowered for one thread must not be reused where two are available."""
+    import sys
+    sys.path.insert(0, "tests")
+    from graph_builder import trace
+
+    from tracecc.codegen.llvm.runner import CompiledProgram
+    from tracecc.passes.schedule import schedule
+
+    monkeypatch.setenv("TRACECC_CACHE_DIR", str(tmp_path))
+    prog, _ = schedule(trace(lambda x: tc.exp(x) * 2, ((1 << 16,), tc.float32)))
+    monkeypatch.setenv("TRACECC_NUM_THREADS", "1")
+    assert not CompiledProgram(prog, cache=True).compiled.from_cache
+    monkeypatch.setenv("TRACECC_NUM_THREADS", "2")
+    assert not CompiledProgram(prog, cache=True).compiled.from_cache  # another key
+    assert CompiledProgram(prog, cache=True).compiled.from_cache

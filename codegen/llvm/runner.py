@@ -126,7 +126,11 @@ class CompiledProgram:
         MNIST step's 15 kernels."""
         if not (cache and _cache.enabled()) or keep_ir:
             return jit.compile_module(self.llvm_ir, self.program.name, keep_ir=keep_ir)
-        key = _cache.make_key(format_program(self.program) + f"|threads={self.threads}",
+        from .parallel import num_threads
+
+        # which kernels are split over the pool is decided while lowering: part of the key
+        split = self.threads and num_threads() > 1
+        key = _cache.make_key(format_program(self.program) + f"|split={split}",
                               f"{jit.host_target().key()}|O3|unroll{int(jit.UNROLL)}|{_fingerprint()}")
         obj = _cache.load(key)
         if obj is not None:
