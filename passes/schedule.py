@@ -105,7 +105,15 @@ class Scheduler:
 
     # ------------------------------------------------------------ 2. group
     def _reads(self, v) -> set:
-        """Realised values (buffers) that computing v inline reads directly."""
+        """Realised values (buffers) that computing v inline reads directly. Memoised: the
+        realised set changes only between group() runs, which clear the memo."""
+        hit = self.reads_memo.get(v)
+        if hit is not None:
+            return hit
+        out = self.reads_memo[v] = self._walk_reads(v)
+        return out
+
+    def _walk_reads(self, v) -> set:
         out, stack, seen = set(), [v], set()
         while stack:
             x = stack.pop()
@@ -173,6 +181,7 @@ class Scheduler:
         return (_shape(x), tuple(axes))
 
     def group(self):
+        self.reads_memo: dict = {}
         self.groups: list[Group] = []
         self.group_of: dict = {}
         self.group_deps: dict = {}
