@@ -195,14 +195,20 @@ def where_constant_mask(n, rw):
     return rw.emit("expand", [chosen], shape=tuple(n.type.shape))
 
 
-def reshape_noop_or_chain(n, rw):
-    x = n.inputs[0]
-    if tuple(x.type.shape) == tuple(n.type.shape):
-        return x
-    inner = rw.node_of(x)
-    if inner is not None and inner.op == "reshape":
-        return rw.emit("reshape", [inner.inputs[0]], shape=tuple(n.type.shape))
-    return None
+def chain_of(op: str):
+    """op(x) to x's own shape is x; op(op(x)) is one op(x) (reshape and expand)."""
+
+    def rule(n, rw):
+        x = n.inputs[0]
+        if tuple(x.type.shape) == tuple(n.type.shape):
+            return x
+        inner = rw.node_of(x)
+        if inner is not None and inner.op == op:
+            return rw.emit(op, [inner.inputs[0]], shape=tuple(n.type.shape))
+        return None
+
+    rule.__name__ = f"{op}_chain"
+    return rule
 
 
 def permute_chain(n, rw):
@@ -249,14 +255,8 @@ def matmul_by_constant(n, rw):
     return scaled if tuple(scaled.type.shape) == out else rw.emit("expand", [scaled], shape=out)
 
 
-def expand_noop_or_chain(n, rw):
-    x = n.inputs[0]
-    if tuple(x.type.shape) == tuple(n.type.shape):
-        return x
-    inner = rw.node_of(x)
-    if inner is not None and inner.op == "expand":
-        return rw.emit("expand", [inner.inputs[0]], shape=tuple(n.type.shape))
-    c = rw.const_of(x)
+def expand_of_constant(n, rw):
+    c = rw.const_of(n.inputs[0])
     if c is not None:  # a broadcast constant is just a bigger constant
         return rw.emit("full", [], shape=tuple(n.type.shape), value=c, dtype=n.type.dtype)
     return None
@@ -278,9 +278,9 @@ RULES = {
     "cast": [fold_constants, cast_noop],
     "copy": [copy_noop],
     "where": [fold_constants, where_constant_mask],
-    "reshape": [movement_of_constant, reshape_noop_or_chain],
+    "reshape": [movement_of_constant, chain_of("reshape")],
     "permute": [movement_of_constant, permute_chain],
-    "expand": [expand_noop_or_chain],
+    "expand": [chain_of("expand"), expand_of_constant],
     "slice": [movement_of_constant],
     "matmul": [matmul_by_constant],
 }

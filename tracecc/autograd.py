@@ -230,3 +230,16 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
                 f"grad: an input of shape {list(t.shape)} was not used to compute the outputs",
                 hint="pass allow_unused=True to get None for it")
     return tuple(result)
+
+
+def zero_grads(params, set_to_none: bool = True) -> None:
+    """What Module.zero_grad and Optimizer.zero_grad do: drop each .grad, or zero it in
+    place (detached first, as PyTorch does)."""
+    for p in params:
+        if p.grad is None:
+            continue
+        if set_to_none:
+            p.grad = None
+        else:
+            p.grad = p.grad.detach()
+            p.grad.zero_()

@@ -383,8 +383,10 @@ class KernelLowering:
         return "\n".join(head) + "\n".join(helpers) + "\n\n".join(f.source for f in functions)
 
     # ------------------------------------------------------------ shared pieces
-    def _decompose(self, w: _FunctionWriter, loops, flat: str, axis: str) -> dict:
-        """Loop variables from a flat row-major index; returns name -> Val."""
+    def _decompose(self, w: _FunctionWriter | None, loops, flat: str, axis: str) -> dict:
+        """Loop variables from a flat row-major index; returns name -> Val. With a writer
+        each becomes a named line; without one, an inline expression (identical text across
+        phases, so CSE spans them)."""
         env, inner = {}, 1
         for i, v in reversed(list(enumerate(loops))):
             if v.size == 1:
@@ -392,23 +394,11 @@ class KernelLowering:
             else:
                 code = flat if inner == 1 else f"({flat} // {inner})"
                 if i > 0:
-                    code = f"{code} % {v.size}"
-                name = _var_name(v.name)
-                w.line(f"{name} = {code}")
-                env[v.name] = Val(name, dtypes.int64, frozenset({axis}))
-            inner *= v.size
-        return env
-
-    def _decompose_inline(self, loops, flat: str, axis: str) -> dict:
-        """As _decompose, but as expressions (identical text across phases, so CSE spans them)."""
-        env, inner = {}, 1
-        for i, v in reversed(list(enumerate(loops))):
-            if v.size == 1:
-                env[v.name] = Val("0", dtypes.int64, frozenset(), literal=True)
-            else:
-                code = flat if inner == 1 else f"({flat} // {inner})"
-                if i > 0:
-                    code = f"({code} % {v.size})"
+                    code = f"({code} % {v.size})" if w is None else f"{code} % {v.size}"
+                if w is not None:
+                    name = _var_name(v.name)
+                    w.line(f"{name} = {code}")
+                    code = name
                 env[v.name] = Val(code, dtypes.int64, frozenset({axis}))
             inner *= v.size
         return env
@@ -480,7 +470,7 @@ class KernelLowering:
                     rmask = w.bind(f"rindex < {n}", dtypes.bool_, {"r"}, prefix="rmask").code
                 full = "mask" if rmask == "rmask" else w.bind(f"xmask & {rmask}", dtypes.bool_, {"x", "r"},
                                                                prefix="mask").code
-                env = dict(outer, **self._decompose_inline(phase.loops, "rindex", "r"))
+                env = dict(outer, **self._decompose(None, phase.loops, "rindex", "r"))
                 ctx = _Ctx(env, {"x": "xmask", "r": rmask}, rows_env, full_mask=full)
                 new_rows = {r.name: self._reduce_block(w, r, ctx, full) for r in phase.reductions}
                 for s in phase.stores:
@@ -493,7 +483,7 @@ class KernelLowering:
             w.line(f"rindex = roffset + {self.arange('RBLOCK')}[None, :]")
             w.line(f"rmask = rindex < {n}")
             w.line("mask = xmask & rmask")
-            env = dict(outer, **self._decompose_inline(phase.loops, "rindex", "r"))
+            env = dict(outer, **self._decompose(None, phase.loops, "rindex", "r"))
             ctx = _Ctx(env, {"x": "xmask", "r": "rmask"}, rows_env, full_mask="mask")
             for r, acc in zip(phase.reductions, accs):
                 self._loop_acc_update(w, r, acc, ctx)

@@ -292,14 +292,8 @@ class Module:
         return self
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        for p in self.parameters():
-            if p.grad is None:
-                continue
-            if set_to_none:
-                p.grad = None
-            else:
-                p.grad = p.grad.detach()
-                p.grad.zero_()
+        from ..autograd import zero_grads
+        zero_grads(self.parameters(), set_to_none)
 
     # ------------------------------------------------------------ dtype / device
     def _apply(self, fn: Callable[[Tensor], Tensor]) -> "Module":
