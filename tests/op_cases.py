@@ -15,6 +15,7 @@ op's domain. The suites cast floating inputs to the dtype under test.
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass
 from typing import Callable
 
@@ -171,6 +172,18 @@ def two_index_args(draw, rng, integer=False):
     return values(rng, shape, "real", integer), i, j
 
 
+def integers(low, high, *, shifts=False):
+    """Two broadcastable integer operands (bitwise ops are defined on integers only): values
+    in [low, high), or for shifts a value and an amount that also runs out of range."""
+
+    def gen(draw, rng, integer=False):
+        a, b = draw(hnp.mutually_broadcastable_shapes(num_shapes=2, max_dims=MAX_DIMS,
+                                                      max_side=MAX_SIDE)).input_shapes
+        return rng.integers(low, high, a), rng.integers(-2, 70 if shifts else high, b)
+
+    return gen
+
+
 def masked(draw, rng, integer=False):
     shape = draw(shapes())
     return values(rng, shape, "real", integer), values(rng, shape, "bool")
@@ -241,6 +254,38 @@ def _squeeze_dim0(x):
 def _narrow_last(x):
     n = x.shape[-1]
     return x[..., n // 2:]
+
+
+def _as_int(t):
+    """The float suites hand integer-valued float tensors; bitwise ops need integers, as a
+    user would convert them (the integer suites pass int32/int64 through unchanged)."""
+    return t.long() if t.is_floating_point() else t
+
+
+def _np_int(a):
+    return a.astype(np.int64) if a.dtype.kind == "f" else a
+
+
+def _shift_ref(left):
+    """PyTorch's shifts, element by element in Python integers wrapped to the width: an
+    amount < 0 or >= the width gives 0 (left) or the sign (right)."""
+
+    def ref(a, b):
+        a, b = np.broadcast_arrays(_np_int(a), _np_int(b))
+        dtype = np.result_type(a, b)
+        bits = dtype.itemsize * 8
+        out = np.empty(a.shape, dtype)
+        for i in np.ndindex(a.shape):
+            x, s = int(a[i]), int(b[i])
+            if not 0 <= s < bits:
+                v = 0 if left else (-1 if x < 0 else 0)
+            else:
+                v = (x << s) % 2 ** bits if left else x >> s
+                v = v - 2 ** bits if v >= 2 ** (bits - 1) else v
+            out[i] = v
+        return out
+
+    return ref
 
 
 def _clamp_ref(x, lo, hi):
@@ -342,8 +387,34 @@ for _op, _np in [("logical_and", np.logical_and), ("logical_or", np.logical_or),
     case(_op, (lambda op: lambda m, a, b: getattr(m, op)(a, b))(_op), _np, nary("bool", "bool"),
          grad=False)
 case("logical_not", lambda m, x: m.logical_not(x), np.logical_not, unary("bool"), grad=False)
-case("a & b (bool)", lambda m, a, b: a & b, np.logical_and, nary("bool", "bool"), grad=False)
 case("~x (bool)", lambda m, x: ~x, np.logical_not, unary("bool"), grad=False)
+# bitwise: integers (and bools for and/or/xor/not); operators are the bitwise ops, as in torch
+for _op, _np, _sym, _operator in [("bitwise_and", np.bitwise_and, "&", operator.and_),
+                                  ("bitwise_or", np.bitwise_or, "|", operator.or_),
+                                  ("bitwise_xor", np.bitwise_xor, "^", operator.xor)]:
+    case(_op, (lambda op: lambda m, a, b: getattr(m, op)(_as_int(a), _as_int(b)))(_op),
+         (lambda f: lambda a, b: f(_np_int(a), _np_int(b)))(_np), integers(-70, 70), grad=False,
+         ints=True)
+    case(f"a {_sym} b (bool)", (lambda f: lambda m, a, b: f(a, b))(_operator), _np,
+         nary("bool", "bool"), grad=False)
+case("a & b", lambda m, a, b: _as_int(a) & _as_int(b), lambda a, b: _np_int(a) & _np_int(b),
+     integers(-70, 70), grad=False, ints=True)
+case("a | 6", lambda m, a, b: _as_int(a) | 6, lambda a, b: _np_int(a) | 6, integers(-70, 70),
+     grad=False, ints=True)
+case("5 ^ a", lambda m, a, b: 5 ^ _as_int(a), lambda a, b: 5 ^ _np_int(a), integers(-70, 70),
+     grad=False, ints=True)
+case("bitwise_not", lambda m, a, b: m.bitwise_not(_as_int(a)), lambda a, b: ~_np_int(a),
+     integers(-70, 70), grad=False, ints=True)
+case("~x", lambda m, a, b: ~_as_int(a), lambda a, b: ~_np_int(a), integers(-70, 70), grad=False,
+     ints=True)
+case("bitwise_left_shift", lambda m, a, b: m.bitwise_left_shift(_as_int(a), _as_int(b)),
+     _shift_ref(True), integers(-70, 70, shifts=True), grad=False, ints=True)
+case("a >> b", lambda m, a, b: _as_int(a) >> _as_int(b), _shift_ref(False),
+     integers(-70, 70, shifts=True), grad=False, ints=True)
+case("a << 3", lambda m, a, b: _as_int(a) << 3, lambda a, b: _shift_ref(True)(a, np.full_like(a, 3)),
+     integers(-70, 70), grad=False, ints=True)
+case("1 << b", lambda m, a, b: 1 << _as_int(b), lambda a, b: _shift_ref(True)(np.ones_like(b), b),
+     integers(-70, 70, shifts=True), grad=False, ints=True)
 case("isnan", lambda m, x: m.isnan(m.log(x)), lambda x: np.isnan(np.log(x)), unary(), grad=False)
 
 # creation inside an expression

@@ -19,7 +19,9 @@ from op_harness import as_tuple, make_inputs
 
 # primitives with no gradient by nature: bool/int results, or piecewise-constant integers
 NOT_DIFFERENTIABLE = {"eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor",
-                      "logical_not", "isnan", "argmax", "argmin", "floor_divide", "full", "arange"}
+                      "logical_not", "isnan", "argmax", "argmin", "floor_divide", "full", "arange",
+                      "bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not", "bitwise_left_shift",
+                      "bitwise_right_shift"}
 
 
 @pytest.mark.parametrize("name", sorted(PRIMITIVES))

@@ -368,6 +368,13 @@ def every_op_kernel():
     for op in ("logical_and", "logical_or", "logical_xor"):
         cases[op] = Op(op, (BX, Op("gt", (X, Const(0.0, float32)), bool_)), bool_)
     cases["logical_not"] = Op("logical_not", (BX,), bool_)
+    for op in ("bitwise_and", "bitwise_or", "bitwise_xor"):
+        cases[op] = Op(op, (XI, YI), int64)
+        cases[op + "_bool"] = Op(op, (BX, Op("gt", (X, Const(0.0, float32)), bool_)), bool_)
+    cases["bitwise_not"] = Op("bitwise_not", (XI,), int64)
+    cases["bitwise_not_bool"] = Op("bitwise_not", (BX,), bool_)
+    for op in ("bitwise_left_shift", "bitwise_right_shift"):  # amounts -81..72: out of range too
+        cases[op] = Op(op, (XI, Op("mul", (XI, Const(9, int64)), int64)), int64)
     cases["isnan"] = Op("isnan", (X,), bool_)
     cases["where"] = Op("where", (BX, X, Y), float32)
     cases["cast_f_i"] = Op("cast", (Op("mul", (Y, Const(3.0, float32)), float32),), int64,
@@ -377,7 +384,7 @@ def every_op_kernel():
     cases["cast_f_h"] = Op("cast", (Op("mul", (Y, Const(1 / 3, float32)), float32),), float16,
                            (("dtype", float16),))
     cases["arange"] = Op("mul", (LoopIndex(i), Const(3, int64)), int64)
-    assert {name.removesuffix("_int") for name in cases} | {"cast"} >= set(EMITTERS)
+    assert {name.removesuffix("_int").removesuffix("_bool") for name in cases} | {"cast"} >= set(EMITTERS)
     stores = tuple(Store(name, Index.affine([(i, 1)]), e) for name, e in cases.items())
     k = Kernel("poi_every_op_0", "pointwise", (i,), (Phase(stores=stores),))
     bufs = {"x": x, "y": y, "xi": xi, "yi": yi, "bx": bx}

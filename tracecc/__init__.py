@@ -8,7 +8,8 @@ from . import runtime  # noqa: F401  (registers the primitives)
 from . import _methods  # noqa: F401  (binds Tensor methods)
 from . import autograd
 from ._functions import (  # noqa: F401
-    abs, absolute, add, all, amax, amin, any, argmax, argmin, bmm, broadcast_tensors, broadcast_to,
+    abs, absolute, add, all, amax, amin, any, argmax, argmin, bitwise_and, bitwise_left_shift,
+    bitwise_not, bitwise_or, bitwise_right_shift, bitwise_xor, bmm, broadcast_tensors, broadcast_to,
     cat, ceil, chunk, clamp, clip, clone, concat, concatenate, cos, count_nonzero, div, divide, dot,
     eq, erf, exp, expm1, flatten, flip, floor, floor_divide, gather, ge, gt, index_add, index_select,
     isnan, le, lerp, log, log1p, log_softmax, logical_and, logical_not, logical_or, logical_xor,

@@ -157,6 +157,38 @@ def _logical(name):
 logical_and, logical_or, logical_xor = (_logical(n) for n in ("logical_and", "logical_or", "logical_xor"))
 
 
+def _type_name(x) -> str:
+    return str(x._dtype) if isinstance(x, Tensor) else f"a Python {type(x).__name__}"
+
+
+def _bitwise(name, allow_bool=True):
+    """bitwise_and/or/xor and the shifts: PyTorch's promotion, then integers (or bools) only."""
+    prim = P[name]
+
+    def fn(input, other):
+        a, b = promote(name, input, other)
+        if a._dtype.is_floating_point or (a._dtype is dtypes.bool_ and not allow_bool):
+            kinds = "integer or bool" if allow_bool else "integer"
+            raise DTypeError(f"{name}: expected {kinds} operands, got {_type_name(input)} and "
+                             f"{_type_name(other)} (promoted to {a._dtype})")
+        return apply(prim, (a, b), {})
+
+    fn.__name__ = name
+    return fn
+
+
+bitwise_and, bitwise_or, bitwise_xor = (_bitwise(n) for n in ("bitwise_and", "bitwise_or", "bitwise_xor"))
+bitwise_left_shift, bitwise_right_shift = (
+    _bitwise(n, allow_bool=False) for n in ("bitwise_left_shift", "bitwise_right_shift"))
+
+
+def bitwise_not(input):
+    if input._dtype.is_floating_point:
+        raise DTypeError(f"bitwise_not: expected an integer or bool tensor, got {input._dtype}",
+                         hint="for a mask use logical_not, or compare first (x == 0)")
+    return apply(P["bitwise_not"], (input,), {})
+
+
 def logical_not(input):
     return apply(P["logical_not"], (cast(input, dtypes.bool_),), {})
 

@@ -14,6 +14,7 @@ _SAME_NAME = """
     exp log log1p expm1 sqrt rsqrt sin cos tanh sigmoid erf floor ceil round neg abs relu sign
     add sub mul div true_divide floor_divide remainder pow maximum minimum square reciprocal
     eq ne lt le gt ge logical_and logical_or logical_xor logical_not isnan where clamp clip lerp
+    bitwise_and bitwise_or bitwise_xor bitwise_not bitwise_left_shift bitwise_right_shift
     sum prod mean amax amin argmax argmin max min var std logsumexp softmax log_softmax all any
     norm count_nonzero
     reshape view view_as permute transpose swapaxes t squeeze unsqueeze flatten unflatten expand
@@ -39,9 +40,12 @@ _OPERATORS = {
     "__matmul__": F.matmul, "__rmatmul__": _reflected(F.matmul),
     "__eq__": F.eq, "__ne__": F.ne, "__lt__": F.lt, "__le__": F.le, "__gt__": F.gt, "__ge__": F.ge,
     "__neg__": F.neg, "__abs__": F.abs, "__pos__": lambda self: self,
-    "__and__": F.logical_and, "__or__": F.logical_or, "__xor__": F.logical_xor,
-    "__rand__": _reflected(F.logical_and), "__ror__": _reflected(F.logical_or),
-    "__invert__": F.logical_not,
+    # & | ^ ~ << >> are the bitwise ops, as in PyTorch (on bool tensors: logical results)
+    "__and__": F.bitwise_and, "__or__": F.bitwise_or, "__xor__": F.bitwise_xor,
+    "__rand__": _reflected(F.bitwise_and), "__ror__": _reflected(F.bitwise_or),
+    "__rxor__": _reflected(F.bitwise_xor), "__invert__": F.bitwise_not,
+    "__lshift__": F.bitwise_left_shift, "__rlshift__": _reflected(F.bitwise_left_shift),
+    "__rshift__": F.bitwise_right_shift, "__rrshift__": _reflected(F.bitwise_right_shift),
 }
 
 
@@ -77,6 +81,11 @@ _INPLACE = {
     "masked_fill_": F.masked_fill, "square_": F.square, "remainder_": F.remainder,
     "__iadd__": F.add, "__isub__": F.sub, "__imul__": F.mul, "__itruediv__": F.div,
     "__ipow__": F.pow, "__imod__": F.remainder, "__ifloordiv__": F.floor_divide,
+    "bitwise_and_": F.bitwise_and, "bitwise_or_": F.bitwise_or, "bitwise_xor_": F.bitwise_xor,
+    "bitwise_not_": F.bitwise_not, "bitwise_left_shift_": F.bitwise_left_shift,
+    "bitwise_right_shift_": F.bitwise_right_shift, "__iand__": F.bitwise_and,
+    "__ior__": F.bitwise_or, "__ixor__": F.bitwise_xor, "__ilshift__": F.bitwise_left_shift,
+    "__irshift__": F.bitwise_right_shift,
 }
 for _name, _fn in _INPLACE.items():
     setattr(Tensor, _name, _make_inplace(_name, _fn))

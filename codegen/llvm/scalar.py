@@ -238,6 +238,23 @@ def _logical(op):
     return emit
 
 
+def _shift(left):
+    """PyTorch's shifts: an amount < 0 or >= the width gives 0 (left) or the sign fill (right);
+    LLVM's shl/ashr/lshr would give poison there."""
+
+    def emit(b, ctx, args, in_dtypes, out, params):
+        x, y = args
+        width = ir.Constant(x.type, x.type.width)
+        inside = b.icmp_unsigned("<", y, width)  # unsigned: negative amounts are huge
+        if left:
+            return b.select(inside, b.shl(x, y), ir.Constant(x.type, 0))
+        if in_dtypes[0].is_signed:
+            return b.select(inside, b.ashr(x, y), b.ashr(x, ir.Constant(x.type, x.type.width - 1)))
+        return b.select(inside, b.lshr(x, y), ir.Constant(x.type, 0))
+
+    return emit
+
+
 def _math(name):
     """A math function: from the vectorisable mathlib when it has one, else an intrinsic/libm."""
 
@@ -266,6 +283,9 @@ EMITTERS = {
     "gt": _compare("gt"), "ge": _compare("ge"),
     "logical_and": _logical("and_"), "logical_or": _logical("or_"), "logical_xor": _logical("xor"),
     "logical_not": lambda b, ctx, args, d, out, p: b.not_(args[0]),
+    "bitwise_and": _logical("and_"), "bitwise_or": _logical("or_"), "bitwise_xor": _logical("xor"),
+    "bitwise_not": lambda b, ctx, args, d, out, p: b.not_(args[0]),
+    "bitwise_left_shift": _shift(True), "bitwise_right_shift": _shift(False),
     "isnan": lambda b, ctx, args, d, out, p: b.fcmp_unordered("uno", args[0], args[0]),
     "where": _where, "cast": _cast, "copy": lambda b, ctx, args, d, out, p: args[0],
 }

@@ -204,6 +204,21 @@ def _logical(op):
     return lambda a, out, p: f"({_bool(a[0])} {op} {_bool(a[1])})"
 
 
+def _shift(left):
+    """PyTorch's shifts: an amount < 0 or >= the width gives 0 (left) or the sign fill (right)."""
+
+    def emit(a, out, p):
+        x, y = a
+        bits = x.dtype.itemsize * 8
+        inside = f"(({y.code} >= 0) & ({y.code} < {bits}))"
+        if left:
+            return f"tl.where({inside}, {x.code} << {y.code}, 0)"
+        fill = f"({x.code} >> {bits - 1})" if x.dtype.is_signed else "0"
+        return f"tl.where({inside}, {x.code} >> {y.code}, {fill})"
+
+    return emit
+
+
 def _cast(a, out, p):
     return cast(a[0], out)
 
@@ -227,6 +242,9 @@ EMITTERS = {
     "lt": _binary("<"), "le": _binary("<="), "gt": _binary(">"), "ge": _binary(">="),
     "logical_and": _logical("&"), "logical_or": _logical("|"), "logical_xor": _logical("^"),
     "logical_not": lambda a, out, p: f"({a[0].code} == 0)",
+    "bitwise_and": _binary("&"), "bitwise_or": _binary("|"), "bitwise_xor": _binary("^"),
+    "bitwise_not": lambda a, out, p: f"(~{a[0].code})",
+    "bitwise_left_shift": _shift(True), "bitwise_right_shift": _shift(False),
     "isnan": lambda a, out, p: f"({a[0].code} != {a[0].code})",
     "where": lambda a, out, p: f"tl.where({_bool(a[0])}, {a[1].code}, {a[2].code})",
     "cast": _cast, "copy": lambda a, out, p: a[0].code,

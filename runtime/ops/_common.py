@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..dtypes import FLOAT
+from ..dtypes import BOOL, FLOAT
 from ..errors import DTypeError
 from ..registry import TensorType, ops
 
@@ -12,6 +12,17 @@ def require_float(op: str, *types: TensorType) -> None:
         if t.dtype.category != FLOAT:
             raise DTypeError(f"{op}: expected a floating-point tensor, got {t.dtype}",
                              hint="convert with .float() first")
+
+
+def require_integer(op: str, *types: TensorType, allow_bool: bool = True) -> None:
+    """Bitwise ops: integer tensors (and bool where the op has a logical meaning)."""
+    for t in types:
+        if t.dtype.category == FLOAT or (t.dtype.category == BOOL and not allow_bool):
+            kinds = "integer or bool" if allow_bool else "integer"
+            raise DTypeError(f"{op}: expected {kinds} tensors, got "
+                             f"{' and '.join(str(x.dtype) for x in types)}",
+                             hint="bitwise ops are not defined on floating-point values" if
+                             t.dtype.category == FLOAT else "convert with .long() first")
 
 
 def require_same_dtype(op: str, *types: TensorType) -> None:

@@ -14,7 +14,7 @@ from .. import dtypes
 from ..errors import InvalidArgumentError
 from ..registry import Primitive, TensorType, ops, register
 from ..shapes import broadcast_shapes
-from ._common import require_float, require_same_dtype, scalar, sum_to, zeros
+from ._common import require_float, require_integer, require_same_dtype, scalar, sum_to, zeros
 
 try:  # numpy has no erf; scipy is optional, the fallback is vectorised math.erf
     from scipy.special import erf as _np_erf
@@ -156,6 +156,49 @@ _COMPARE = {"eq": np.equal, "ne": np.not_equal, "lt": np.less, "le": np.less_equ
             "logical_or": np.logical_or, "logical_xor": np.logical_xor}
 for _name, _fn in _COMPARE.items():
     register(Primitive(_name, "pointwise", _binary_meta(_name, dtypes.bool_), _fn))
+
+
+
+# ---------------------------------------------------------------- bitwise (integer / bool)
+def _shift_kernel(left):
+    """PyTorch's shifts: a shift by a negative amount or by the width or more gives 0 (left)
+    or the sign fill (right), where C (and numpy) leave it undefined."""
+
+    def kernel(a, b):
+        bits = a.dtype.itemsize * 8
+        outside = (b < 0) | (b >= bits)
+        amount = np.where(outside, 0, b).astype(a.dtype, copy=False)
+        if left:
+            out, fill = np.left_shift(a, amount), 0
+        else:
+            out = np.right_shift(a, amount)
+            fill = np.right_shift(a, bits - 1) if a.dtype.kind == "i" else 0
+        return np.where(outside, fill, out).astype(a.dtype, copy=False)
+
+    return kernel
+
+
+def _bitwise_meta(name, allow_bool):
+    def meta(a: TensorType, b: TensorType) -> TensorType:
+        require_integer(name, a, b, allow_bool=allow_bool)
+        return _binary_meta(name)(a, b)
+
+    return meta
+
+
+def _bitwise_not_meta(x: TensorType) -> TensorType:
+    require_integer("bitwise_not", x)
+    return x
+
+
+# name: (numpy kernel, also defined on bool?)
+_BITWISE = {"bitwise_and": (np.bitwise_and, True), "bitwise_or": (np.bitwise_or, True),
+            "bitwise_xor": (np.bitwise_xor, True),
+            "bitwise_left_shift": (_shift_kernel(True), False),
+            "bitwise_right_shift": (_shift_kernel(False), False)}
+for _name, (_fn, _bool) in _BITWISE.items():
+    register(Primitive(_name, "pointwise", _bitwise_meta(_name, _bool), _fn))
+register(Primitive("bitwise_not", "pointwise", _bitwise_not_meta, np.invert))
 
 
 # ---------------------------------------------------------------- where, cast
