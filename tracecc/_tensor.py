@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _grad_mode
-from .autograd import Node, run_backward
+from .autograd import Node, retain_grad, retains_grad, run_backward
 from .runtime import dtypes, eager
 from .runtime.device import cpu
 from .runtime.dtypes import DType, get_dtype
@@ -335,9 +335,13 @@ class Tensor:
         self._data = other._data
         self._dtype = other._dtype
 
-    def retain_grad(self):
-        raise NotImplementedError("retain_grad: use tracecc.autograd.grad(out, [t]) to get a "
-                                  "non-leaf gradient")
+    def retain_grad(self) -> None:
+        """Keep this non-leaf tensor's gradient in .grad at backward (leaves: a no-op)."""
+        retain_grad(self)
+
+    @property
+    def retains_grad(self) -> bool:
+        return retains_grad(self)
 
     # ------------------------------------------------------------ in-place updates
     def _inplace_update(self, result: "Tensor", op: str) -> "Tensor":

@@ -100,6 +100,39 @@ class Node:
         self._inputs = self._out_saved = None
 
 
+# Non-leaf tensors whose gradient backward() should keep (Tensor.retain_grad), by id. Weak
+# values: a tensor that dies leaves by itself. Looked up by the tensor's grad_fn at backward
+# time, so after an in-place op the gradient is that of the new value, as in PyTorch.
+_retaining: "weakref.WeakValueDictionary[int, object]" = weakref.WeakValueDictionary()
+
+
+def retain_grad(t) -> None:
+    if not t.requires_grad:
+        raise AutogradError("retain_grad: can't retain the gradient of a tensor that does not "
+                            "require grad", hint="call retain_grad() on a result of ops on "
+                                                 "tensors with requires_grad=True")
+    if t.grad_fn is not None:  # leaves keep their .grad anyway: a no-op, as in PyTorch
+        _retaining[id(t)] = t
+
+
+def retains_grad(t) -> bool:
+    return t.grad_fn is not None and _retaining.get(id(t)) is t
+
+
+def _retained_by_node() -> dict:
+    """id(grad_fn) -> the retaining tensors whose current value that node computes."""
+    found: dict = {}
+    for t in list(_retaining.values()):
+        if t.grad_fn is not None:
+            found.setdefault(id(t.grad_fn), []).append(t)
+    return found
+
+
+def _keep_grad(t, g) -> None:
+    g = ops.copy(g)  # a fresh buffer, as for leaves
+    t.grad = g if t.grad is None else t.grad + g
+
+
 def _topological_order(roots):
     """Nodes reachable from roots, each after every node that consumes its output."""
     order, seen = [], set()
@@ -171,6 +204,7 @@ def _sweep(tensors, grad_tensors, retain_graph, create_graph, capture=None):
     leaves: dict = {}
     captured_nodes = {id(t.grad_fn): t for t in (capture or []) if t.grad_fn is not None}
     captured_grads: dict = {}
+    retained = _retained_by_node() if _retaining else {}
 
     with _grad_mode.set_grad_enabled(create_graph):
         for t, g in _root_grads(tensors, grad_tensors):
@@ -186,6 +220,8 @@ def _sweep(tensors, grad_tensors, retain_graph, create_graph, capture=None):
                 continue
             if id(node) in captured_nodes:
                 captured_grads[id(captured_nodes[id(node)])] = g
+            for t in retained.get(id(node), ()):
+                _keep_grad(t, g)
             grads = node.prim.vjp(node, g)
             for (child, leaf), grad in zip(node.next, grads):
                 if grad is None:
