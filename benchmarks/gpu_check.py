@@ -448,13 +448,85 @@ def mlp_step_time(c: Check):
         c.guarded("W4", f"W4 batch {batch}", run)
 
 
+def eager_cuda(c: Check):
+    """Eager ops on cuda tensors (single-op Triton kernels, codegen/triton/eager.py) against
+    numpy, and two eager W4 SGD steps on cuda against the same steps on the cpu. The dry run
+    uses the emulated test device (TRACECC_CUDA_EMULATE=1)."""
+    tc = c.tc
+    F = tc.nn.functional
+    nn = tc.nn
+    old = os.environ.get("TRACECC_CUDA_EMULATE")
+    if c.dry:
+        os.environ["TRACECC_CUDA_EMULATE"] = "1"
+    try:
+        _eager_cuda(c, tc, F, nn)
+    finally:
+        if old is None:
+            os.environ.pop("TRACECC_CUDA_EMULATE", None)
+        else:
+            os.environ["TRACECC_CUDA_EMULATE"] = old
+
+
+def _eager_cuda(c: Check, tc, F, nn):
+    rng = np.random.default_rng(5)
+    R, C = (4, 24) if c.dry else (256, 1000)
+    a = rng.standard_normal((R, C), dtype=np.float32)
+    b = rng.standard_normal((C // 2, C), dtype=np.float32)
+    ops = {
+        "x*2+exp(x)": (lambda x, w: x * 2 + tc.exp(x), lambda x, w: x * 2 + np.exp(x)),
+        "softmax rows": (lambda x, w: F.softmax(x, -1),
+                         lambda x, w: np.exp(x - x.max(-1, keepdims=True))
+                         / np.exp(x - x.max(-1, keepdims=True)).sum(-1, keepdims=True)),
+        "sum(0)": (lambda x, w: x.sum(0), lambda x, w: x.sum(0)),
+        "x @ w.T (view)": (lambda x, w: x @ w.T, lambda x, w: x @ w.T),
+        "x[::2, idx]": (lambda x, w: x[::2, tc.tensor([3, 0, 3])], lambda x, w: x[::2][:, [3, 0, 3]]),
+    }
+    for name, (fn, ref) in ops.items():
+        def run(fn=fn, ref=ref):
+            got = fn(tc.from_numpy(a).cuda(), tc.from_numpy(b).cuda())
+            if not got.is_cuda:
+                raise RuntimeError("the result left the device")
+            c.compare("eager", f"eager cuda {name}", got.cpu().numpy(), ref(a, b), 1e-4, 1e-4)
+        c.guarded("eager", f"eager cuda {name}", run)
+
+    batch = 16 if c.dry else 512
+
+    def w4():
+        x = rng.standard_normal((batch, 784), dtype=np.float32)
+        y = rng.integers(0, 10, batch)
+        params = []
+        for device in ("cpu", "cuda"):
+            tc.manual_seed(0)
+            model = nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(),
+                                  nn.Linear(64, 10)).to(device)
+            opt = tc.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+            xs, ys = tc.from_numpy(x).to(device), tc.from_numpy(y).to(device)
+
+            def step():
+                opt.zero_grad()
+                F.cross_entropy(model(xs), ys).backward()
+                opt.step()
+
+            step()
+            step()
+            if device == "cuda" and not c.dry:
+                dev = tc.runtime.cuda.get_device()
+                ms = dev.host_time_ms(step, repeat=20)
+                c.row("eager", f"W4 eager step batch {batch} (cuda)", f"{ms:.2f} ms/step", "",
+                      "single-op kernels launched from Python")
+            params.append([p.detach().cpu().numpy() for p in model.parameters()])
+        c.compare("eager", f"W4 eager SGD steps batch {batch}: cuda vs cpu", params[1], params[0],
+                  1e-4, 1e-5)
+    c.guarded("eager", f"W4 eager batch {batch}", w4)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dry-run", action="store_true", help="no GPU: Triton's interpreter at tiny sizes")
     parser.add_argument("--json", help="write the rows as JSON to this file")
     parser.add_argument("--skip", nargs="*", default=[],
-                        choices=["correct", "workloads", "launch", "matmul", "w4"],
+                        choices=["correct", "eager", "workloads", "launch", "matmul", "w4"],
                         help="sections to leave out")
     args = parser.parse_args(argv)
     use_checkout_if_not_installed()
@@ -473,6 +545,8 @@ def main(argv=None) -> int:
         return 1
     if "correct" not in args.skip:
         correctness(c)
+    if "eager" not in args.skip:
+        eager_cuda(c)
     bandwidth = copy_bandwidth(c)
     if "workloads" not in args.skip:
         workloads(c, bandwidth)

@@ -14,15 +14,26 @@ Layers, each usable on its own:
   events for timing, and CUDA graph capture/replay of everything launched on the stream
   (§5).
 
+- `CudaArray`: what a cuda tensor holds: a DeviceBuffer (shared by views) and the chain of
+  view primitives (reshape, permute, expand, slice) that leads from the buffer's own shape
+  to this array, with the shape, strides and offset that chain gives.
+
 Nothing here runs at import time beyond defining things: the driver library is loaded on
 first use, and a machine without one gets CudaUnavailableError (TC301) with a hint, not an
-OSError. The front end does not use this module yet (cuda tensors are later work); the
-Triton backend and benchmarks/gpu_check.py do.
+OSError.
+
+**The emulated device (tests only).** With TRACECC_CUDA_EMULATE=1 the driver is
+`EmulatedLib`: a host-memory stand-in for libcuda (allocations are numpy buffers, copies
+are memmove, synchronisation does nothing, the allocator's statistics are real) and
+kernels run under Triton's interpreter. It exists so that CI, which has no GPU, can run
+the cuda code paths; it is never chosen without that variable, and its device name says
+what it is.
 """
 
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 import time
 from ctypes import POINTER, byref, c_char_p, c_float, c_int, c_size_t, c_uint, c_uint64, c_ulonglong, c_void_p
@@ -89,6 +100,15 @@ _FUNCTIONS = {
     "graph_exec_destroy": (["cuGraphExecDestroy"], [c_void_p]),
     "graph_destroy": (["cuGraphDestroy"], [c_void_p]),
 }
+
+
+EMULATE_ENV = "TRACECC_CUDA_EMULATE"
+EMULATED_NAME = "tracecc emulated CUDA device (host memory, Triton interpreter; for tests)"
+
+
+def emulated() -> bool:
+    """Is the test device switched on (TRACECC_CUDA_EMULATE=1)?"""
+    return os.environ.get(EMULATE_ENV, "") not in ("", "0", "false", "False", "off")
 
 
 def _library_names() -> list[str]:
@@ -175,11 +195,17 @@ _HINTS = {
 }
 
 _driver: Driver | None = None
+_emulated_driver: Driver | None = None
 
 
 def get_driver() -> Driver:
-    """The process-wide driver, loaded and initialised on first use."""
-    global _driver
+    """The process-wide driver, loaded and initialised on first use (the emulated one
+    while TRACECC_CUDA_EMULATE is set)."""
+    global _driver, _emulated_driver
+    if emulated():
+        if _emulated_driver is None:
+            _emulated_driver = Driver(EmulatedLib())
+        return _emulated_driver
     if _driver is None:
         d = Driver(load_library())
         d.call("init", 0)
@@ -188,7 +214,8 @@ def get_driver() -> Driver:
 
 
 def is_available() -> bool:
-    """A CUDA driver loads and sees at least one device (never raises)."""
+    """A CUDA driver loads and sees at least one device, or the emulated test device is
+    switched on (never raises)."""
     try:
         return get_driver().out("device_count", c_int) > 0
     except Exception:
@@ -344,6 +371,7 @@ class CudaDevice:
                            self.attribute(ATTR_COMPUTE_CAPABILITY_MINOR))
         self.multiprocessors = self.attribute(ATTR_MULTIPROCESSOR_COUNT)
         self.total_memory = d.out("device_total_mem", c_size_t, self.handle)
+        self.emulated = isinstance(d.lib, EmulatedLib)  # kernels then run under the interpreter
 
     def attribute(self, attr: int) -> int:
         return self.driver.out("device_attribute", c_int, attr, self.handle)
@@ -465,11 +493,330 @@ class CudaDevice:
         return CudaGraph(self, graph, exec_.value)
 
 
-_devices: dict[int, CudaDevice] = {}
+_devices: dict[tuple[bool, int], CudaDevice] = {}
 
 
 def get_device(index: int = 0) -> CudaDevice:
-    dev = _devices.get(index)
+    """The CudaDevice for cuda:index (the emulated one while TRACECC_CUDA_EMULATE is set)."""
+    key = (emulated(), index)
+    dev = _devices.get(key)
     if dev is None:
-        dev = _devices[index] = CudaDevice(index)
+        dev = _devices[key] = CudaDevice(index)
     return dev
+
+
+
+# ---------------------------------------------------------------- the emulated test device
+class EmulatedLib:
+    """A host-memory stand-in for libcuda, for tests on machines without a GPU (switched on
+    by TRACECC_CUDA_EMULATE=1, never silently). Each cu* symbol is a Python function with
+    the driver's calling convention (outputs through byref arguments), so Driver, the
+    caching allocator and CudaDevice run unchanged on it. Device pointers are the
+    addresses of numpy buffers; `array(ptr)` gives that buffer to the interpreter."""
+
+    def __init__(self, memory: int = 16 << 30):
+        self.memory, self.used = memory, 0
+        self.blocks: dict[int, np.ndarray] = {}
+        self._handles = 0x1000
+
+        def out(ref, value):
+            ref._obj.value = value  # byref(x)._obj is x
+
+        def handle():
+            self._handles += 0x10
+            return self._handles
+
+        def alloc(ref, size):
+            if self.used + size > self.memory:
+                return CUDA_ERROR_OUT_OF_MEMORY
+            block = np.empty(size, np.uint8)
+            self.blocks[block.ctypes.data] = block
+            self.used += size
+            out(ref, block.ctypes.data)
+
+        def free(ptr):
+            self.used -= self.blocks.pop(ptr).nbytes
+
+        def memcpy(dst, src, n, stream):
+            ctypes.memmove(dst, src, n)
+
+        def memset(dst, value, n, stream):
+            ctypes.memset(dst, value, n)
+
+        def name(buf, n, dev):
+            buf.value = EMULATED_NAME.encode()[:n - 1]
+
+        attributes = {ATTR_COMPUTE_CAPABILITY_MAJOR: 9, ATTR_COMPUTE_CAPABILITY_MINOR: 0,
+                      ATTR_MULTIPROCESSOR_COUNT: 1}
+        impls = {
+            "cuInit": lambda flags: 0,
+            "cuDriverGetVersion": lambda v: out(v, 0),
+            "cuDeviceGetCount": lambda n: out(n, 1),
+            "cuDeviceGet": lambda d, i: out(d, i),
+            "cuDeviceGetName": name,
+            "cuDeviceGetAttribute": lambda v, attr, dev: out(v, attributes.get(attr, 1)),
+            "cuDeviceTotalMem_v2": lambda v, dev: out(v, self.memory),
+            "cuDevicePrimaryCtxRetain": lambda c, dev: out(c, handle()),
+            "cuDevicePrimaryCtxRelease_v2": lambda dev: 0,
+            "cuCtxSetCurrent": lambda c: 0,
+            "cuStreamCreate": lambda s, flags: out(s, handle()),
+            "cuStreamDestroy_v2": lambda s: 0,
+            "cuStreamSynchronize": lambda s: 0,
+            "cuStreamQuery": lambda s: 0,
+            "cuMemAlloc_v2": alloc,
+            "cuMemFree_v2": free,
+            "cuMemGetInfo_v2": lambda f, t: out(f, self.memory - self.used) or out(t, self.memory),
+            "cuMemcpyHtoDAsync_v2": memcpy,
+            "cuMemcpyDtoHAsync_v2": memcpy,
+            "cuMemcpyDtoDAsync_v2": memcpy,
+            "cuMemsetD8Async": memset,
+            "cuEventCreate": lambda e, flags: out(e, handle()),
+            "cuEventRecord": lambda e, s: 0,
+            "cuEventSynchronize": lambda e: 0,
+            "cuEventElapsedTime": lambda ms, a, b: out(ms, 0.0),
+            "cuEventDestroy_v2": lambda e: 0,
+        }
+        for sym, impl in impls.items():
+            setattr(self, sym, self._wrap(impl))
+
+    @staticmethod
+    def _wrap(impl):
+        def fn(*args):  # a plain function, so Driver can set argtypes/restype on it
+            return impl(*args) or 0
+        return fn
+
+    def array(self, ptr: int) -> np.ndarray:
+        """The host buffer behind an emulated device pointer."""
+        return self.blocks[ptr]
+
+
+# ---------------------------------------------------------------- cuda tensors' payload
+def _contiguous_strides(shape) -> tuple:
+    strides, n = [], 1
+    for d in reversed(shape):
+        strides.append(n)
+        n *= d
+    return tuple(reversed(strides))
+
+
+def _view_strides(shape, strides, new_shape):
+    """Strides that let `new_shape` view memory laid out as (shape, strides), or None when
+    a reshape must copy (PyTorch's computeStride; numpy's no-copy reshape agrees)."""
+    if tuple(strides) == _contiguous_strides(shape) or math.prod(shape) == 0:
+        return _contiguous_strides(new_shape)
+    new_strides = [0] * len(new_shape)
+    view_d = len(new_shape) - 1
+    base = strides[-1] if strides else 1
+    tensor_numel = view_numel = 1
+    for d in range(len(shape) - 1, -1, -1):
+        tensor_numel *= shape[d]
+        if d == 0 or (shape[d - 1] != 1 and strides[d - 1] != tensor_numel * base):
+            while view_d >= 0 and (view_numel < tensor_numel or new_shape[view_d] == 1):
+                new_strides[view_d] = view_numel * base
+                view_numel *= new_shape[view_d]
+                view_d -= 1
+            if view_numel != tensor_numel:
+                return None
+            if d > 0:
+                base = strides[d - 1]
+                tensor_numel = view_numel = 1
+    return tuple(new_strides) if view_d == -1 else None
+
+
+class CudaArray:
+    """A cuda tensor's payload: `buffer` (a DeviceBuffer, shared by views) holds
+    `root_shape` contiguous elements of `dtype`; `chain` is the sequence of view primitives
+    ((name, params) of reshape/permute/expand/slice) from root_shape to this array.
+
+    Kernels read an array through its chain (the eager cuda path puts those movement ops
+    in front of the op, so they become index arithmetic); `strides` and `offset` (in
+    elements) are the same view as numbers, for stride(), is_contiguous() and deciding
+    whether a reshape can be a view. `dtype` is a numpy dtype, like an ndarray's."""
+
+    __slots__ = ("buffer", "device", "dtype", "root_shape", "chain", "shape", "elem_strides",
+                 "offset", "__weakref__")
+
+    def __init__(self, buffer, device, dtype, shape, chain=(), root_shape=None, strides=None,
+                 offset=0):
+        self.buffer, self.device, self.dtype = buffer, device, np.dtype(dtype)
+        self.shape = tuple(shape)
+        self.root_shape = self.shape if root_shape is None else tuple(root_shape)
+        self.chain = tuple(chain)
+        self.elem_strides = _contiguous_strides(self.shape) if strides is None else tuple(strides)
+        self.offset = offset
+
+    # ------------------------------------------------------------ making and reading
+    @staticmethod
+    def empty(device: CudaDevice, shape, dtype) -> "CudaArray":
+        dtype = np.dtype(dtype)
+        buf = device.alloc(max(math.prod(shape) * dtype.itemsize, 1))
+        return CudaArray(buf, device, dtype, shape)
+
+    @staticmethod
+    def from_numpy(device: CudaDevice, array: np.ndarray) -> "CudaArray":
+        array = np.ascontiguousarray(array)
+        out = CudaArray.empty(device, array.shape, array.dtype)
+        device.copy_to_device(out.buffer, array)
+        return out
+
+    def numpy(self) -> np.ndarray:
+        """A host copy (the whole buffer comes over, then the view is taken on the host)."""
+        root = np.empty(self.root_shape, self.dtype)
+        self.device.copy_to_host(self.buffer, root.reshape(-1))
+        item = self.dtype.itemsize
+        flat = root.reshape(-1)
+        view = np.lib.stride_tricks.as_strided(flat[self.offset:], self.shape,
+                                               [s * item for s in self.elem_strides])
+        return np.array(view, copy=True)
+
+    def __array__(self, dtype=None, copy=None):
+        from .errors import DeviceError
+        raise DeviceError(f"a cuda:{self.device.index} array cannot be used as a numpy array",
+                          hint="copy it to the host first: tensor.cpu()")
+
+    @property
+    def is_root(self) -> bool:
+        """The whole buffer, contiguous, in its own shape."""
+        return not self.chain
+
+    def view(self, name: str, params: dict, out_shape) -> "CudaArray | None":
+        """This array seen through one more view primitive, sharing the buffer; None for a
+        reshape whose strides cannot describe the result (the caller copies)."""
+        shape, strides, offset = self.shape, self.elem_strides, self.offset
+        if name == "permute":
+            strides = tuple(strides[d] for d in params["dims"])
+        elif name == "expand":
+            lead = len(out_shape) - len(shape)
+            strides = (0,) * lead + tuple(s if d == t else 0 for d, s, t in
+                                          zip(shape, strides, out_shape[lead:]))
+        elif name == "slice":
+            offset += sum(a * s for a, s in zip(params["starts"], strides))
+            strides = tuple(s * k for s, k in zip(strides, params["steps"]))
+        elif name == "reshape":
+            strides = _view_strides(shape, strides, tuple(out_shape))
+            if strides is None:
+                return None
+        else:
+            raise ValueError(f"{name} is not a view primitive")
+        return CudaArray(self.buffer, self.device, self.dtype, out_shape,
+                         self.chain + ((name, _freeze(params)),), self.root_shape, strides, offset)
+
+    def root(self) -> "CudaArray":
+        return CudaArray(self.buffer, self.device, self.dtype, self.root_shape)
+
+    # ------------------------------------------------------------ ndarray-like attributes
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * self.dtype.itemsize
+
+    @property
+    def strides(self) -> tuple:
+        """In bytes, as numpy's."""
+        return tuple(s * self.dtype.itemsize for s in self.elem_strides)
+
+    @property
+    def is_contiguous(self) -> bool:
+        return all(s == c for s, c, d in zip(self.elem_strides, _contiguous_strides(self.shape),
+                                             self.shape) if d != 1)
+
+    @property
+    def writeable(self) -> bool:
+        """Expanded arrays share memory between elements, so they are read-only (as numpy's
+        broadcast views)."""
+        return not any(name == "expand" for name, _ in self.chain)
+
+    @property
+    def flags(self):
+        """The two ndarray flags the front end reads."""
+        from types import SimpleNamespace
+        return SimpleNamespace(c_contiguous=self.is_contiguous, writeable=self.writeable)
+
+    @property
+    def base(self):
+        return None if self.is_root else self.root()
+
+    def data_ptr(self) -> int:
+        return self.buffer.ptr + self.offset * self.dtype.itemsize
+
+    def __repr__(self) -> str:
+        return f"CudaArray({self.dtype}{list(self.shape)} on cuda:{self.device.index})"
+
+    # numpy functions the front end applies to payloads, done on the device
+    def __array_function__(self, func, types, args, kwargs):
+        if func is np.copyto:  # compiled graphs write new values into their inputs' arrays
+            dst, src = args[0], args[1]
+            if not isinstance(dst, CudaArray):  # cpu_tensor.copy_(cuda_tensor)
+                return np.copyto(dst, src.numpy(), **kwargs)
+            write(dst, src if isinstance(src, CudaArray) else CudaArray.from_numpy(dst.device, np.asarray(src, dst.dtype)))
+            return None
+        if func in (np.may_share_memory, np.shares_memory):
+            a, b = args[0], args[1]
+            return isinstance(a, CudaArray) and isinstance(b, CudaArray) and a.buffer is b.buffer
+        return NotImplemented
+
+
+def view_of(array: CudaArray, name: str, params: dict) -> CudaArray | None:
+    """`array` through the view primitive `name` (its meta rule gives the shape)."""
+    from .registry import PRIMITIVES, TensorType
+    from .dtypes import get_dtype
+    shape = PRIMITIVES[name].meta(TensorType(array.shape, get_dtype(array.dtype)), **params).shape
+    return array.view(name, params, tuple(shape))
+
+
+def _freeze(params: dict) -> tuple:
+    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in params.items()))
+
+
+def run_op(prim, arrays, params):
+    """Run a primitive on cuda arrays: the eager cuda kernel, installed by the code generator
+    (codegen/triton/eager.py; runtime imports nothing from codegen)."""
+    if _op_runner is None:
+        from ..codegen.triton import eager  # noqa: F401  (installs the runner)
+    return _op_runner(prim, arrays, params)
+
+
+_op_runner = None
+
+
+def set_op_runner(fn) -> None:
+    global _op_runner
+    _op_runner = fn
+
+
+def write(dst: CudaArray, value: CudaArray) -> None:
+    """Copy value's elements into dst's memory (dst may be a view: the new contents of its
+    root are computed functionally, the way _tensor._write_into does for tensors)."""
+    from .registry import PRIMITIVES
+    if value.dtype != dst.dtype:
+        from .dtypes import get_dtype
+        value = run_op(PRIMITIVES["cast"], [value], {"dtype": get_dtype(dst.dtype)})
+    if dst.is_root:
+        if not value.is_root or value.shape != dst.shape:
+            value = run_op(PRIMITIVES["copy"], [value], {})
+        dst.device.copy(dst.buffer, value.buffer, dst.nbytes)
+        return
+    name, params = dst.chain[-1]
+    params = dict(params)
+    parent = dst.root()
+    for step, step_params in dst.chain[:-1]:
+        parent = view_of(parent, step, dict(step_params))
+    if name == "slice":
+        new = run_op(PRIMITIVES["slice_scatter"], [parent, value], params)
+    elif name == "reshape":
+        new = run_op(PRIMITIVES["reshape"], [value], {"shape": parent.shape})
+    elif name == "permute":
+        dims = params["dims"]
+        new = run_op(PRIMITIVES["permute"], [value], {"dims": tuple(sorted(range(len(dims)), key=dims.__getitem__))})
+    else:
+        from .errors import InplaceError
+        raise InplaceError("in-place update of an expanded tensor: its memory is shared by "
+                           "several elements", hint="call .clone() first")
+    write(parent, new)

@@ -46,8 +46,26 @@ cpu = Device("cpu")
 
 
 def check_device(device) -> Device:
+    """The device a tensor would live on: cpu, or cuda:N (index resolved) when a CUDA device,
+    or the emulated test device (TRACECC_CUDA_EMULATE=1), is there."""
     dev = Device(device) if device is not None else cpu
-    if dev.type != "cpu":
-        raise DeviceError(f"device {dev} is not available: this build runs on the cpu only so far",
-                          hint="the cuda backend is tracked in the GPU issue")
+    if dev.type == "cuda":
+        from . import cuda
+        count = cuda.device_count()
+        index = dev.index or 0
+        if count == 0:
+            raise DeviceError(
+                f"device {dev} is not available: no CUDA GPU is visible",
+                hint="tracecc.cuda.is_available() says whether one is; tests without a GPU "
+                     "can set TRACECC_CUDA_EMULATE=1 for the emulated (slow) test device")
+        if index >= count:
+            raise DeviceError(f"device {dev} is not available: {count} CUDA device(s)",
+                              hint="use an index below tracecc.cuda.device_count()")
+        return Device("cuda", index)
     return dev
+
+
+def of_array(data) -> Device:
+    """The device an eager payload lives on (numpy arrays: cpu)."""
+    from .cuda import CudaArray
+    return Device("cuda", data.device.index) if type(data) is CudaArray else cpu

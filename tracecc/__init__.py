@@ -46,6 +46,7 @@ int = int32  # noqa: A001
 
 # nn, optim, data, vision, save/load (issue 3); `utils.data` is `data`, as torch.utils.data
 from . import data, nn, optim, utils, vision  # noqa: E402,F401
+from . import cuda  # noqa: E402,F401  (tracecc.cuda, as torch.cuda)
 from .serialization import load, save  # noqa: E402,F401
 
 # compile(), its stances and explain() (issue 4)

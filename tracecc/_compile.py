@@ -81,6 +81,14 @@ class set_stance:
         return wrapper
 
 
+def _backend_for(backend: str, tensors) -> str:
+    """"auto" on cuda arguments: the Triton backend (its interpreter on the emulated device)."""
+    if backend == "auto" and any(t.is_cuda for t in tensors):
+        from .runtime import cuda
+        return "triton_interpret" if cuda.emulated() else "triton"
+    return backend
+
+
 def get_stance() -> str:
     return _stance
 
@@ -198,7 +206,7 @@ class CompiledFunction:
         entry = captured.entry
         entry.objects = objects
         entry.arg_desc = describe_args(args, kwargs, self._arg_names, _grad_mode._enabled)
-        entry.compile(self.backend, sink, self.options.get("passes"))
+        entry.compile(_backend_for(self.backend, tensors), sink, self.options.get("passes"))
         t2 = time.perf_counter()
         _logging.log("perf", f"{self.__name__}: traced {len(entry.graph.nodes)} nodes in "
                              f"{(t1 - t0) * 1e3:.1f} ms; passes and backend {entry.backend!r} in "

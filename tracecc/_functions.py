@@ -700,11 +700,15 @@ def full_(shape, value, dtype) -> Tensor:
     if builtins.min(shape, default=0) < 0:
         P["full"].meta(tuple(shape), value, dtype)  # raises, naming the shape
     if _tensor_mod._tracer is None:
-        return _make(np.full(shape, value, dtype=dtype.np), dtype)
+        t = _make(np.full(shape, value, dtype=dtype.np), dtype)
+        t._anywhere = True  # an internal constant: it may join an op on a cuda tensor
+        return t
     return apply(P["full"], (), {"shape": tuple(shape), "value": value, "dtype": dtype})
 
 
 def arange_(n, dtype=dtypes.int64) -> Tensor:
     if _tensor_mod._tracer is None:
-        return _make(np.arange(n, dtype=dtype.np), dtype)
+        t = _make(np.arange(n, dtype=dtype.np), dtype)
+        t._anywhere = True  # as full_'s
+        return t
     return apply(P["arange"], (), {"start": 0, "end": n, "step": 1, "dtype": dtype})

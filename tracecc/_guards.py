@@ -88,7 +88,7 @@ def arg_key(args, kwargs, grad_enabled: bool):
     for a in args:
         if type(a) is Tensor:  # the common case, inline: this runs on every compiled call
             tensors.append(a)
-            parts.append((a._data.shape, a._dtype.name, a.requires_grad))
+            parts.append((a._data.shape, a._dtype.name, a.requires_grad, type(a._data)))
         else:
             _key(a, parts, tensors, objects)
     if kwargs:
@@ -106,7 +106,7 @@ def arg_key(args, kwargs, grad_enabled: bool):
 def _key(x, parts, tensors, objects):
     if isinstance(x, Tensor):
         tensors.append(x)
-        parts.append((x._data.shape, x._dtype.name, x.requires_grad))
+        parts.append((x._data.shape, x._dtype.name, x.requires_grad, type(x._data)))  # cpu/cuda
     elif isinstance(x, _SCALARS):
         parts.append((type(x), x if x == x else "nan"))
     elif isinstance(x, (list, tuple)):

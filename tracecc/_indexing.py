@@ -60,7 +60,9 @@ def _normalize_items(x: Tensor, index):
         items[at:at + 1] = [slice(None)] * (x.ndim - consumed)
     else:
         items += [slice(None)] * (x.ndim - consumed)
-    return _masks_to_indices(x, items)
+    # index tensors go where x is (PyTorch accepts cpu indices for cuda tensors)
+    return [i.to(x.device) if isinstance(i, Tensor) and i.device != x.device else i
+            for i in _masks_to_indices(x, items)]
 
 
 def _masks_to_indices(x: Tensor, items) -> list:
@@ -191,7 +193,7 @@ def _numpy_index(index):
 def setitem(x: Tensor, index, value) -> None:
     from ._functions import cast, expand, full_, promote, reshape, where
     value_is_tensor = isinstance(value, Tensor)
-    watched = _tensor_mod._tracer is not None or (
+    watched = _tensor_mod._tracer is not None or x.is_cuda or (
         _grad_mode._enabled and (x.requires_grad or (value_is_tensor and value.requires_grad)))
     if not watched:
         if not x._data.flags.writeable:
@@ -228,7 +230,9 @@ def setitem(x: Tensor, index, value) -> None:
         keep = np.sort(last[last >= 0])
         if keep.size != taken.size:
             flat_pos = _make(taken[keep])
-            v = apply(P["index_select"], (v, _make(keep)), {"axis": 0})
+            v = apply(P["index_select"], (v, _make(keep).to(v.device)), {"axis": 0})
+    if x.is_cuda:  # positions were found on the host
+        flat_pos, v = flat_pos.to(x.device), v.to(x.device)
     hits = apply(P["index_add"], (full_((n,), 0, dtypes.int64), flat_pos,
                                   full_((flat_pos.shape[0],), 1, dtypes.int64)), {"axis": 0})
     scattered = apply(P["index_add"], (full_((n,), 0, x.dtype), flat_pos, v), {"axis": 0})

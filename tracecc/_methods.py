@@ -6,7 +6,6 @@ from . import _functions as F
 from .runtime import dtypes
 from .runtime.device import check_device
 from .runtime.dtypes import get_dtype
-from .runtime.errors import DeviceError
 from ._tensor import Tensor
 
 # methods whose body is exactly the function of the same name, with self first
@@ -131,9 +130,13 @@ def to(self, *args, **kwargs):
                 dtype = get_dtype(a)
             except TypeError:
                 device = a
-    if device is not None:
-        check_device(device)
-    return F.cast(self, dtype) if dtype is not None else self
+    if device is None:
+        return F.cast(self, dtype) if dtype is not None else self
+    from .cuda import to_device
+    if check_device(device).type == "cuda":  # cast where the data is, then copy
+        return to_device(F.cast(self, dtype) if dtype is not None else self, device)
+    out = to_device(self, device)
+    return F.cast(out, dtype) if dtype is not None else out
 
 
 def type_as(self, other):
@@ -141,14 +144,14 @@ def type_as(self, other):
 
 
 def cuda(self, device=None):
-    raise DeviceError("cuda(): no CUDA device in this build yet", hint="see the GPU issue")
+    return to(self, "cuda" if device is None else device)
 
 
 def _cast_method(dtype):
     return lambda self: F.cast(self, dtype)
 
 
-Tensor.to, Tensor.type_as, Tensor.cuda, Tensor.cpu = to, type_as, cuda, lambda self: self
+Tensor.to, Tensor.type_as, Tensor.cuda, Tensor.cpu = to, type_as, cuda, lambda self: to(self, "cpu")
 for _name, _dtype in {"float": dtypes.float32, "double": dtypes.float64, "half": dtypes.float16,
                       "bfloat16": dtypes.bfloat16, "long": dtypes.int64, "int": dtypes.int32,
                       "short": dtypes.int16, "byte": dtypes.uint8, "bool": dtypes.bool_}.items():
@@ -159,19 +162,21 @@ Tensor.mT = property(lambda self: F.transpose(self, -2, -1))
 
 
 def new_zeros(self, *size, dtype=None):
-    return F.full_(F._shape_args("new_zeros", size), 0, get_dtype(dtype) if dtype else self.dtype)
+    return to(F.full_(F._shape_args("new_zeros", size), 0, get_dtype(dtype) if dtype else self.dtype),
+              self.device)
 
 
 def new_ones(self, *size, dtype=None):
-    return F.full_(F._shape_args("new_ones", size), 1, get_dtype(dtype) if dtype else self.dtype)
+    return to(F.full_(F._shape_args("new_ones", size), 1, get_dtype(dtype) if dtype else self.dtype),
+              self.device)
 
 
 def new_full(self, size, fill_value, *, dtype=None):
-    return F.full_(tuple(size), fill_value, get_dtype(dtype) if dtype else self.dtype)
+    return to(F.full_(tuple(size), fill_value, get_dtype(dtype) if dtype else self.dtype), self.device)
 
 
 def new_tensor(self, data, *, dtype=None):
-    return Tensor(data, dtype=dtype or self.dtype)
+    return to(Tensor(data, dtype=dtype or self.dtype), self.device)
 
 
 Tensor.new_zeros, Tensor.new_ones, Tensor.new_full, Tensor.new_tensor = (

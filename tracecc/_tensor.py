@@ -12,9 +12,10 @@ import numpy as np
 from . import _grad_mode
 from .autograd import Node, retain_grad, retains_grad, run_backward
 from .runtime import dtypes, eager
-from .runtime.device import cpu
+from .runtime.cuda import CudaArray
+from .runtime.device import cpu, of_array
 from .runtime.dtypes import DType, get_dtype
-from .runtime.errors import AutogradError, DTypeError, InplaceError, ShapeError
+from .runtime.errors import AutogradError, DeviceError, DTypeError, InplaceError, ShapeError
 from .runtime.registry import PRIMITIVES, set_dispatcher
 from .runtime.shapes import fmt
 
@@ -36,7 +37,13 @@ def apply(prim, args, params):
             for a in args:
                 if a._view_of is not None and a._history_version != a._version[0]:
                     _refresh_view(a)
-        out = _make(eager.run(prim, [a._data for a in args], params))
+        datas = [a._data for a in args]
+        if CudaArray in {type(d) for d in datas}:
+            out = _make(eager.run_cuda(prim, _on_one_device(prim, args, datas), params))
+        else:
+            out = _make(eager.run(prim, datas, params))
+            if not args and prim.kind == "creation":  # an internal constant: goes where it is used
+                out._anywhere = True
         src = args[0] if args else None
         # (a reshape that had to copy is no view)
         if prim.name in VIEW_PRIMS and (prim.name != "reshape" or np.may_share_memory(out._data, src._data)):
@@ -54,6 +61,27 @@ def apply(prim, args, params):
 
 
 set_dispatcher(apply)
+
+
+def _on_one_device(prim, args, datas) -> list:
+    """The payloads of an op on cuda tensors, all on one device. As in PyTorch, a 0-d cpu
+    tensor (a Python number) may join a cuda op, and so may constants tracecc makes
+    internally (masks, zeros in gradient rules); any other cpu tensor is an error."""
+    device = next(d.device for d in datas if type(d) is CudaArray)
+    out = []
+    for a, d in zip(args, datas):
+        if type(d) is not CudaArray:
+            if d.ndim and not a._anywhere:
+                raise DeviceError(f"{prim.name}: expected all tensors to be on the same device, "
+                                  f"but found at least two devices, cuda:{device.index} and cpu",
+                                  hint="move them to one device first: .to(device), .cuda(), .cpu()")
+            d = CudaArray.from_numpy(device, d)
+        elif d.device is not device:
+            raise DeviceError(f"{prim.name}: expected all tensors to be on the same device, but "
+                              f"found at least two devices, cuda:{device.index} and "
+                              f"cuda:{d.device.index}", hint="move them to one device with .to(device)")
+        out.append(d)
+    return out
 
 
 def _refresh_view(view: "Tensor") -> None:
@@ -125,8 +153,21 @@ def _infer_dtype(data) -> DType:
     raise DTypeError(f"tensor(): cannot make a tensor from data of type {arr.dtype}")
 
 
+def _cuda_value(data: CudaArray, what: str):
+    """A cuda payload where host values are asked for: metadata reads get the array itself,
+    numpy() is an error (as in PyTorch: it would not share memory), the rest a host copy."""
+    if what in ("stride()", "is_contiguous()"):
+        return data
+    if what in ("numpy()", "__array__"):
+        raise DeviceError(f"{what}: can't convert a {of_array(data)} tensor to numpy",
+                          hint="use tensor.cpu() to copy the tensor to host memory first")
+    return data.numpy()
+
+
 def _unwrap_nested(data):
     if isinstance(data, Tensor):
+        if data.is_cuda:
+            return data._data.numpy()
         return data.numpy()
     if isinstance(data, (list, tuple)):
         return [_unwrap_nested(d) for d in data]
@@ -140,6 +181,7 @@ class Tensor:
     # eager views: (source, view primitive, params), and the version their history matches
     _view_of = None
     _history_version = 0
+    _anywhere = False  # a constant tracecc made on the cpu that may join an op on any device
 
     def __init__(self, data=None, *, dtype=None, requires_grad: bool = False):
         if data is None:
@@ -173,11 +215,12 @@ class Tensor:
 
     @property
     def device(self):
-        return cpu
+        data = self._data
+        return of_array(data) if type(data) is CudaArray else cpu
 
     @property
     def is_cuda(self) -> bool:
-        return False
+        return type(self._data) is CudaArray
 
     @property
     def ndim(self) -> int:
@@ -212,6 +255,8 @@ class Tensor:
         return bool(self._value("is_contiguous()").flags.c_contiguous)
 
     def data_ptr(self) -> int:
+        if type(self._data) is CudaArray:
+            return self._data.data_ptr()
         return self._value("data_ptr()").ctypes.data
 
     # ------------------------------------------------------------ concrete values
@@ -220,6 +265,8 @@ class Tensor:
         decides (a data-dependent value stops the trace with a clear error)."""
         data = self._data
         if not isinstance(data, np.ndarray):
+            if type(data) is CudaArray:
+                return _cuda_value(data, what)
             return _tracer.needs_value(self, what)
         return data
 
@@ -278,6 +325,8 @@ class Tensor:
 
     def __repr__(self) -> str:
         data = self._data
+        if type(data) is CudaArray:
+            data = data.numpy()
         if isinstance(data, np.ndarray):
             if self._dtype in dtypes.STORAGE_ONLY:
                 data = data.astype(np.float32)
@@ -286,6 +335,8 @@ class Tensor:
         else:
             body = f"<{data}>"
         extras = []
+        if self.is_cuda:
+            extras.append(f"device='{self.device}'")
         if self._dtype not in (dtypes.get_default_dtype(), dtypes.int64, dtypes.bool_):
             extras.append(f"dtype={self._dtype}")
         if self.numel() == 0 and self.ndim != 1:
@@ -303,6 +354,8 @@ class Tensor:
         if not requires_grad and self.grad_fn is not None:
             raise AutogradError("requires_grad_(False) on a non-leaf tensor",
                                 hint="use .detach() to get a tensor without history")
+        if requires_grad and not self.requires_grad and _tracer is not None:
+            _tracer.new_leaf(self)
         self.requires_grad = requires_grad
         return self
 

@@ -174,6 +174,8 @@ def _root_grads(tensors, grad_tensors):
                     f"{list(t.shape)}",
                     hint="pass gradient=... to backward(), or reduce the output first (.sum())")
             g = ops.full(shape=tuple(t.shape), value=1, dtype=t.dtype)
+            if t.is_cuda:  # the seed lives where the output does
+                g = g.to(t.device)
         elif tuple(g.shape) != tuple(t.shape):
             raise AutogradError(f"gradient has shape {list(g.shape)} but the output has shape "
                                 f"{list(t.shape)}")

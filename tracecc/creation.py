@@ -11,26 +11,29 @@ from .runtime.dtypes import get_dtype
 from ._tensor import Tensor, _make, _unwrap_nested
 
 
-def _finish(t: Tensor, requires_grad: bool) -> Tensor:
+def _finish(t: Tensor, requires_grad: bool, device=None) -> Tensor:
+    """t on `device` (made on the cpu, then copied: the values are the cpu's), a leaf."""
+    if device is not None and check_device(device).type != "cpu":
+        from .cuda import to_device
+        t = to_device(t, device)
+    t._anywhere = False  # the user's tensor: not an internal constant
     return t.requires_grad_(True) if requires_grad else t
 
 
 def tensor(data, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """A new tensor holding a copy of data (nested lists, numbers, numpy arrays, tensors)."""
-    check_device(device)
     if isinstance(data, Tensor):
-        data = data.detach().numpy()
-    return Tensor(data, dtype=dtype, requires_grad=requires_grad)
+        data = data.detach().cpu().numpy()
+    return _finish(Tensor(data, dtype=dtype), requires_grad, device)
 
 
 def as_tensor(data, dtype=None, device=None) -> Tensor:
     """Like tensor(), but shares memory with a numpy array or tensor when the dtype allows."""
-    check_device(device)
     if isinstance(data, Tensor):
-        return data if dtype is None else data.to(dtype)
+        return data.to(device, dtype) if device is not None else (data if dtype is None else data.to(dtype))
     if isinstance(data, np.ndarray) and (dtype is None or get_dtype(dtype).np == data.dtype):
-        return from_numpy(data)
-    return Tensor(data, dtype=dtype)
+        return _finish(from_numpy(data), False, device)
+    return _finish(Tensor(data, dtype=dtype), False, device)
 
 
 def from_numpy(array: np.ndarray) -> Tensor:
@@ -49,31 +52,28 @@ def _dtype(dtype, default=None):
 
 
 def full(size, fill_value, *, dtype=None, device=None, requires_grad=False) -> Tensor:
-    check_device(device)
     if dtype is None:
         dtype = dtypes.default_dtype_for_category(dtypes.scalar_category(fill_value))
-    return _finish(F.full_(tuple(size), fill_value, get_dtype(dtype)), requires_grad)
+    return _finish(F.full_(tuple(size), fill_value, get_dtype(dtype)), requires_grad, device)
 
 
 def zeros(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
-    check_device(device)
-    return _finish(F.full_(_size(size), 0, _dtype(dtype)), requires_grad)
+    return _finish(F.full_(_size(size), 0, _dtype(dtype)), requires_grad, device)
 
 
 def ones(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
-    check_device(device)
-    return _finish(F.full_(_size(size), 1, _dtype(dtype)), requires_grad)
+    return _finish(F.full_(_size(size), 1, _dtype(dtype)), requires_grad, device)
 
 
 def empty(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
-    check_device(device)  # zero-filled: uninitialised memory only hides bugs
-    return _finish(F.full_(_size(size), 0, _dtype(dtype)), requires_grad)
+    # zero-filled: uninitialised memory only hides bugs
+    return _finish(F.full_(_size(size), 0, _dtype(dtype)), requires_grad, device)
 
 
 def _like(fill):
     def fn(input, *, dtype=None, device=None, requires_grad=False):
-        check_device(device)
-        return _finish(F.full_(tuple(input.shape), fill, _dtype(dtype, input.dtype)), requires_grad)
+        return _finish(F.full_(tuple(input.shape), fill, _dtype(dtype, input.dtype)), requires_grad,
+                       input.device if device is None else device)
 
     return fn
 
@@ -82,12 +82,11 @@ zeros_like, ones_like, empty_like = _like(0), _like(1), _like(0)
 
 
 def full_like(input, fill_value, *, dtype=None, device=None, requires_grad=False) -> Tensor:
-    check_device(device)
-    return _finish(F.full_(tuple(input.shape), fill_value, _dtype(dtype, input.dtype)), requires_grad)
+    return _finish(F.full_(tuple(input.shape), fill_value, _dtype(dtype, input.dtype)), requires_grad,
+                   input.device if device is None else device)
 
 
 def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=False) -> Tensor:
-    check_device(device)
     if end is None:
         start, end = 0, start
     if dtype is None:
@@ -97,18 +96,16 @@ def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=Fa
     from .runtime.registry import PRIMITIVES
     from ._tensor import apply
     out = apply(PRIMITIVES["arange"], (), {"start": start, "end": end, "step": step, "dtype": dtype})
-    return _finish(out, requires_grad)
+    return _finish(out, requires_grad, device)
 
 
 def linspace(start, end, steps, *, dtype=None, device=None, requires_grad=False) -> Tensor:
-    check_device(device)
     values = np.linspace(start, end, int(steps))
-    return _finish(_make(values.astype(_dtype(dtype).np)), requires_grad)
+    return _finish(_make(values.astype(_dtype(dtype).np)), requires_grad, device)
 
 
 def eye(n, m=None, *, dtype=None, device=None, requires_grad=False) -> Tensor:
-    check_device(device)
-    return _finish(_make(np.eye(n, m, dtype=_dtype(dtype).np)), requires_grad)
+    return _finish(_make(np.eye(n, m, dtype=_dtype(dtype).np)), requires_grad, device)
 
 
 def numel(input) -> int:

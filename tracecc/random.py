@@ -67,7 +67,7 @@ def _shape(size):
     return tuple(int(s) for s in size)
 
 
-def _finish(draw, dtype, requires_grad, shape):
+def _finish(draw, dtype, requires_grad, shape, device=None):
     """draw() -> numpy array of `shape`. While a function is traced by compile, the draw
     becomes a graph input that each compiled call draws anew from the generator, in the same
     order as eager mode (so compiled and eager runs see the same numbers)."""
@@ -77,6 +77,9 @@ def _finish(draw, dtype, requires_grad, shape):
                                 lambda: np.asarray(draw()).astype(dtype.np, copy=False))
     else:
         t = _make(np.asarray(draw()).astype(dtype.np, copy=False), dtype)
+        if device is not None and check_device(device).type != "cpu":
+            from .cuda import to_device  # drawn on the cpu: the same numbers as there
+            t = to_device(t, device)
     return t.requires_grad_(True) if requires_grad else t
 
 
@@ -84,14 +87,14 @@ def rand(*size, generator=None, dtype=None, device=None, requires_grad=False) ->
     check_device(device)
     dtype = _float(dtype)
     shape = _shape(size)
-    return _finish(lambda: _rng(generator).random(shape), dtype, requires_grad, shape)
+    return _finish(lambda: _rng(generator).random(shape), dtype, requires_grad, shape, device)
 
 
 def randn(*size, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
     check_device(device)
     dtype = _float(dtype)
     shape = _shape(size)
-    return _finish(lambda: _rng(generator).standard_normal(shape), dtype, requires_grad, shape)
+    return _finish(lambda: _rng(generator).standard_normal(shape), dtype, requires_grad, shape, device)
 
 
 def randint(low, high=None, size=(), *, generator=None, dtype=None, device=None) -> Tensor:
@@ -102,13 +105,13 @@ def randint(low, high=None, size=(), *, generator=None, dtype=None, device=None)
         low, high = 0, low
     dtype = get_dtype(dtype) if dtype is not None else dtypes.int64
     shape = tuple(size)
-    return _finish(lambda: _rng(generator).integers(low, high, size=shape), dtype, False, shape)
+    return _finish(lambda: _rng(generator).integers(low, high, size=shape), dtype, False, shape, device)
 
 
 def randperm(n, *, generator=None, dtype=None, device=None) -> Tensor:
     check_device(device)
     dtype = get_dtype(dtype) if dtype is not None else dtypes.int64
-    return _finish(lambda: _rng(generator).permutation(int(n)), dtype, False, (int(n),))
+    return _finish(lambda: _rng(generator).permutation(int(n)), dtype, False, (int(n),), device)
 
 
 def normal(mean=0.0, std=1.0, size=None, *, generator=None, dtype=None) -> Tensor:
@@ -123,17 +126,18 @@ def normal(mean=0.0, std=1.0, size=None, *, generator=None, dtype=None) -> Tenso
 
 
 def rand_like(input, *, generator=None, dtype=None) -> Tensor:
-    return rand(tuple(input.shape), generator=generator, dtype=dtype or input.dtype)
+    return rand(tuple(input.shape), generator=generator, dtype=dtype or input.dtype, device=input.device)
 
 
 def randn_like(input, *, generator=None, dtype=None) -> Tensor:
-    return randn(tuple(input.shape), generator=generator, dtype=dtype or input.dtype)
+    return randn(tuple(input.shape), generator=generator, dtype=dtype or input.dtype,
+                 device=input.device)
 
 
 def bernoulli(input, p=None, *, generator=None) -> Tensor:
-    probs = input.detach().numpy() if p is None else np.full(tuple(input.shape), p)
+    probs = input.detach().cpu().numpy() if p is None else np.full(tuple(input.shape), p)
     return _finish(lambda: _rng(generator).random(probs.shape) < probs, input.dtype, False,
-                   probs.shape)
+                   probs.shape, input.device)
 
 
 def _uniform_(self, a=0.0, b=1.0, *, generator=None):

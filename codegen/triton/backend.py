@@ -23,6 +23,7 @@ import numpy as np
 
 from ...passes.kernel_ir import Program, format_program
 from ...passes.pipeline import NullSink
+from ...runtime.cuda import CudaArray
 from ...runtime.errors import TraceccError
 from ..backends import register_backend
 from . import launch
@@ -199,8 +200,8 @@ def gpu_available() -> bool:
     global _gpu_available
     if _gpu_available is None:
         try:
-            from ...runtime import cuda
-            _gpu_available = cuda.is_available() and launch.triton_available()
+            from ...runtime import cuda  # the emulated test device is no GPU
+            _gpu_available = not cuda.emulated() and cuda.is_available() and launch.triton_available()
         except Exception:
             _gpu_available = False
     return _gpu_available
@@ -231,7 +232,14 @@ def compile_triton(graph, log=None, *, device: str | None = None, options: Optio
     run = compiled.run
 
     def runner(arrays):
-        return [a.reshape(s) for a, s in zip(run(arrays), shapes)]
+        # cuda tensors' arrays come in and go out through the host for now (one copy each)
+        device = next((a.device for a in arrays if type(a) is CudaArray), None)
+        if device is not None:
+            arrays = [a.numpy() if type(a) is CudaArray else a for a in arrays]
+        outs = [a.reshape(s) for a, s in zip(run(arrays), shapes)]
+        if device is not None:
+            outs = [CudaArray.from_numpy(device, a) for a in outs]
+        return outs
 
     runner.program = program
     runner.compiled = compiled

@@ -15,7 +15,7 @@ from .. import _grad_mode
 from .._tensor import Tensor
 from ..runtime.device import Device, check_device
 from ..runtime.dtypes import get_dtype
-from ..runtime.errors import DeviceError, DTypeError, StateDictError
+from ..runtime.errors import DTypeError, StateDictError
 from .parameter import Parameter
 
 _IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
@@ -324,14 +324,15 @@ class Module:
             elif a is not None:
                 dtype = a
         if device is not None:
-            check_device(device)
-        if dtype is None:
+            device = check_device(device)
+        if dtype is not None:
+            dtype = get_dtype(dtype)
+            if not dtype.is_floating_point:
+                raise DTypeError(f"nn.Module.to only accepts floating point dtypes, but got "
+                                 f"desired dtype={dtype}")
+        if dtype is None and device is None:
             return self
-        dtype = get_dtype(dtype)
-        if not dtype.is_floating_point:
-            raise DTypeError(f"nn.Module.to only accepts floating point dtypes, but got desired "
-                             f"dtype={dtype}")
-        return self._apply(lambda t: t.to(dtype) if t.dtype.is_floating_point else t)
+        return self._apply(lambda t: t.to(device, dtype if t.dtype.is_floating_point else None))
 
     def float(self) -> "Module":
         return self.to(get_dtype("float32"))
@@ -346,10 +347,10 @@ class Module:
         return self.to(get_dtype("bfloat16"))
 
     def cpu(self) -> "Module":
-        return self
+        return self.to("cpu")
 
     def cuda(self, device=None) -> "Module":
-        raise DeviceError("Module.cuda(): no CUDA device in this build yet", hint="see the GPU issue")
+        return self.to("cuda" if device is None else device)
 
     # ------------------------------------------------------------ state dict
     def state_dict(self, destination=None, prefix: str = "", keep_vars: bool = False) -> OrderedDict:
