@@ -100,6 +100,11 @@ class InvalidArgumentError(TraceccError, ValueError):
     code = "TC063"
 
 
+class DataLoaderError(TraceccError, RuntimeError):
+    """A DataLoader worker process died, or no batch came within the DataLoader's timeout."""
+    code = "TC064"
+
+
 class CodegenError(TraceccError, RuntimeError):
     """Generated code failed to parse, verify, compile or link (a tracecc bug, not the user's)."""
     code = "TC201"

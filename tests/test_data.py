@@ -107,7 +107,7 @@ def test_custom_collate_no_batching_and_samplers():
     batches = list(DataLoader(ds, batch_sampler=[[0, 5], [2]]))
     assert [b[0].tolist() for b in batches] == [[0, 5], [2]]
     with pytest.raises(InvalidArgumentError):
-        DataLoader(ds, num_workers=2)
+        DataLoader(ds, num_workers=-1)
     with pytest.raises(InvalidArgumentError):
         DataLoader(ds, batch_size=0)
 
