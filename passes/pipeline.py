@@ -28,15 +28,20 @@ class Pass:
     run: Callable[[Graph], Graph]
     enabled: Callable[[], bool] = lambda: True  # e.g. TRACECC_FUSION=0 turns fusion off
     kind: str = "passes"  # which TRACECC_LOGS kind prints its output ("fusion" for fusion)
+    joint: bool = False  # runs on the whole traced program, before forward/backward split
+    required: bool = False  # the graph cannot run without it: never deselected
 
 
 # In order; the traced graph enters the first. Every primitive is pure, so dropping nodes
-# that reach no output or write is always legal (issue 5's simplify subsumes this).
-PASSES: list[Pass] = [Pass("dce", dead_code_elimination)]
+# that reach no output or write is always legal.
+PASSES: list[Pass] = []
 
 
 def _register_builtin_passes() -> None:
+    from .autograd import autograd
     from .simplify import simplify
+    PASSES.append(Pass("autograd", autograd, joint=True, required=True))
+    PASSES.append(Pass("dce", dead_code_elimination))
     PASSES.append(Pass("simplify", simplify))
 
 
@@ -67,6 +72,19 @@ class NullSink:
 
 def verify_enabled() -> bool:
     return os.environ.get("TRACECC_VERIFY", "") not in ("", "0")
+
+
+def select_passes(names: list[str] | None = None) -> list[Pass]:
+    """The pipeline, or only the passes named (plus the required ones), in pipeline order."""
+    if names is None:
+        return list(PASSES)
+    known = [p.name for p in PASSES]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        from ..runtime.errors import InvalidArgumentError
+        raise InvalidArgumentError(f"compile: unknown pass(es) {unknown}",
+                                   hint=f"passes in the pipeline: {', '.join(known)}")
+    return [p for p in PASSES if p.name in names or p.required]
 
 
 def run_passes(graph: Graph, passes: list[Pass] | None = None, *, log: LogSink | None = None,

@@ -60,7 +60,8 @@ class Primitive:
         return f"<primitive {self.name}>"
 
 
-KINDS = ("pointwise", "reduction", "movement", "matmul", "index", "creation")
+# "marker": tracer annotations for the autograd pass, never lowered (runtime/ops/autodiff.py)
+KINDS = ("pointwise", "reduction", "movement", "matmul", "index", "creation", "marker")
 PRIMITIVES: dict[str, Primitive] = {}
 
 

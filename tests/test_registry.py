@@ -30,7 +30,7 @@ def test_primitive_is_complete(name):
     assert isinstance(prim, Primitive) and prim.name == name
     assert prim.kind in KINDS
     assert callable(prim.meta) and callable(prim.eager)
-    if name not in NOT_DIFFERENTIABLE:
+    if name not in NOT_DIFFERENTIABLE and prim.kind != "marker":  # markers: see test_autograd_pass
         assert prim.vjp is not None, f"{name} has no VJP rule"
     if prim.kind == "reduction":
         assert prim.reduce is not None and prim.reduce.combine, f"{name} lacks its combine op"
@@ -70,7 +70,8 @@ def test_every_primitive_is_covered_by_the_op_table(monkeypatch):
         outs = [o for o in as_tuple(case.fn(tc, *inputs)) if o.requires_grad]
         if outs:  # the VJP rules bind primitives of their own (slice_scatter, ...)
             tc.autograd.backward([o.sum() for o in outs])
-    missing = set(PRIMITIVES) - used
+    markers = {n for n, p in PRIMITIVES.items() if p.kind == "marker"}  # compile-only
+    missing = set(PRIMITIVES) - used - markers
     assert not missing, f"primitives with no case in tests/op_cases.py: {sorted(missing)}"
 
 

@@ -26,9 +26,9 @@ from .autograd import Node as AutogradNode
 from .autograd import run_backward
 from .codegen.backends import get_backend
 from .passes.partition import split_joint
-from .passes.pipeline import PASSES, run_passes, verify_enabled
+from .passes.pipeline import run_passes, select_passes, verify_enabled
 from .passes.verify import verify
-from .runtime.errors import AutogradError, InvalidArgumentError
+from .runtime.errors import AutogradError
 from .runtime.registry import Primitive
 
 # how a compiled call fetches each graph input
@@ -240,11 +240,10 @@ class _AOT:
     """A forward-only function whose outputs require grad: its backward is traced too and
     split off into a graph that the outputs' grad_fn runs (as AOTAutograd does)."""
 
-    def __init__(self, wrt_inputs, grad_mask, needs, grads, n_fwd_outputs):
+    def __init__(self, wrt_inputs, grad_mask, needs, n_fwd_outputs):
         self.wrt_inputs = wrt_inputs  # indices of graph inputs that receive gradients
         self.grad_mask = grad_mask  # per wrt input: does the backward produce a gradient
         self.needs = needs  # per user output: does it require grad
-        self.grads = grads  # gradient values in the joint graph
         self.n_fwd_outputs = n_fwd_outputs
         self.n_saved = 0
         self.backward_graph = None
@@ -271,13 +270,16 @@ def _trace_backward(tracer: Tracer, leaves, needs, n_fwd_outputs) -> _AOT:
         seeds.append(_make(tracer._sym(v), t.dtype))
     _tensor_mod._tracer = tracer
     try:
-        with tracer.in_region("backward"):
-            grads = run_backward(roots, seeds, retain_graph=False, create_graph=False,
-                                 capture=wrt_tensors)
+        grads = run_backward(roots, seeds, retain_graph=False, create_graph=False,
+                             capture=wrt_tensors)
     finally:
         _tensor_mod._tracer = None
-    return _AOT(wrt_inputs, [g is not None for g in grads], needs,
-                [tracer.value_of(g) for g in grads if g is not None], n_fwd_outputs)
+    # the gradients are the joint graph's last outputs: the autograd pass replaces them,
+    # then entry.compile splits the graph there
+    grad_values = [tracer.value_of(g) for g in grads if g is not None]
+    graph.set_outputs(graph.outputs + grad_values,
+                      graph.output_labels + [f"grad.{i}" for i in range(len(grad_values))])
+    return _AOT(wrt_inputs, [g is not None for g in grads], needs, n_fwd_outputs)
 
 
 def _backward_node(name, runner, saved, grad_mask, seeds_meta, index, wrt, leaf):
@@ -399,10 +401,14 @@ class Entry:
             verify(self.graph)
         sink.stage("traced", self.graph, kind="graph")
         be = get_backend(backend)
-        graphs = [self.graph]
+        selected = select_passes(passes)
+        # passes over the whole program (autograd) run before it is split
+        joint = run_passes(self.graph, [p for p in selected if p.joint], log=sink)
+        graphs = [joint]
         if self.aot is not None:
             aot = self.aot
-            fwd, bwd, saved = split_joint(self.graph, aot.n_fwd_outputs, aot.grads)
+            n = aot.n_fwd_outputs
+            fwd, bwd, saved = split_joint(joint, n, joint.outputs[n:])
             aot.n_saved = len(saved)
             names = [self.graph.inputs[i].name for i, has in zip(aot.wrt_inputs, aot.grad_mask)
                      if has]
@@ -412,15 +418,8 @@ class Entry:
                     verify(g)
                 sink.stage(g.name.rsplit("_", 1)[-1], g, kind="graph")
             graphs = [fwd, bwd]
-        selected = None
-        if passes is not None:
-            known = [p.name for p in PASSES]
-            unknown = [n for n in passes if n not in known]
-            if unknown:
-                raise InvalidArgumentError(f"compile: unknown pass(es) {unknown}",
-                                           hint=f"passes in the pipeline: {', '.join(known)}")
-            selected = [p for p in PASSES if p.name in passes]
-        self.final = [run_passes(g, selected, log=sink) for g in graphs]
+        self.final = [run_passes(g, [p for p in selected if not p.joint], log=sink)
+                      for g in graphs]
         runners = [be.compile(g, sink) for g in self.final]
         self.runner = runners[0]
         if self.aot is not None:

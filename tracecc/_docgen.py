@@ -12,7 +12,7 @@ regenerates both pages and compares them with the committed files, so they canno
 
 Excerpts: a fenced block right after a marker comment such as
 
-    <!-- dump: train_step_1/004_kernels.kir kernel=red_fused_add_amax_eq_where_sub_2 max=20 -->
+    <!-- dump: train_step_1/005_kernels.kir kernel=red_fused_add_amax_eq_where_sub_2 max=20 -->
 
 is replaced by that part of the file `tracecc dump examples/tour_step.py` writes.
 Selectors, applied in this order: `kernel=NAME` (a kernel's block in .ir/.kir/.ll files),
@@ -247,9 +247,13 @@ def ops_markdown() -> str:
                 notes.append(f"combine `{prim.reduce.combine}`, identity `{prim.reduce.identity}`")
             if prim.doc:
                 notes.append(prim.doc)
-            llvm, triton = _coverage(n, "llvm", notes), _coverage(n, "triton", notes)
+            if kind == "marker":  # never lowered: the autograd pass removes them
+                llvm = triton = kernel = "—"
+            else:
+                llvm, triton = _coverage(n, "llvm", notes), _coverage(n, "triton", notes)
+                kernel = _kernel_kind(n)
             vjp = "yes" if prim.vjp is not None else "no"
-            lines.append(f"| `{n}` | {llvm} | {triton} | {_kernel_kind(n)} | {vjp} | "
+            lines.append(f"| `{n}` | {llvm} | {triton} | {kernel} | {vjp} | "
                          f"{'; '.join(notes)} |")
         lines.append("")
     lines += ["## Composites", "",

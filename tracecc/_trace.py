@@ -31,12 +31,14 @@ from math import prod
 
 import numpy as np
 
-from . import _tensor as _tensor_mod
+from . import _grad_mode, _tensor as _tensor_mod
+from .passes.autograd import differentiate
 from .passes.interpret import interpret
 from .passes.ir import Graph, Value
 from .runtime.errors import DataDependentError, UnsupportedError, user_location
 from .runtime.registry import PRIMITIVES, TensorType
 from ._tensor import Tensor, VIEW_PRIMS, _make
+from .autograd import Node as AutogradNode
 
 
 class Sym:
@@ -119,6 +121,12 @@ class Tracer:
         self.broken: str | None = None  # why the trace stopped and the call went eager
         self.materialized = False
         self.backward_calls = 0
+        # Values that may carry a gradient (a tensor holding them requires grad). Where eager
+        # autograd would not record a use of one (no_grad, .detach()), the use reads
+        # stop_gradient(value) instead, so the autograd pass can trust the graph alone.
+        self.differentiable: set[Value] = set()
+        self.stopped: dict[Value, Value] = {}
+        self.requests = 0  # backward()/grad() calls: one `request` id each
 
     # ------------------------------------------------------------ symbolic values
     def _sym(self, value: Value, view_of=None, lifted=None) -> Sym:
@@ -138,6 +146,8 @@ class Tracer:
             lf.sym = self._sym(v, lifted=lf)
             lf.requires_grad = t.requires_grad
             self.lifted[id(arr)] = lf
+        if t.requires_grad:
+            self.differentiable.add(lf.sym.value)
         if id(t) not in self.grad_snapshot:
             self.grad_snapshot[id(t)] = (t, t.grad)
         if t.grad_fn is not None:
@@ -165,7 +175,10 @@ class Tracer:
     # ------------------------------------------------------------ the protocol of _tensor.py
     def apply(self, prim, args, params) -> Tensor:
         values = [self.value_of(a) for a in args]
+        flows = self._gradient_flow(prim, args, values, params)
         out_value = self.record(prim, values, params)
+        if flows:
+            self.differentiable.add(out_value)
         if prim.name in VIEW_PRIMS:
             src = args[0]
             sym = self._sym(out_value, view_of=(src._data, prim, params))
@@ -176,8 +189,43 @@ class Tracer:
             return out
         return _make(self._sym(out_value), out_value.type.dtype)
 
+    def _gradient_flow(self, prim, args, values, params) -> bool:
+        """Mark where gradients flow as eager autograd does (see _tensor.apply): an input
+        that requires grad is recorded, and then the output may carry a gradient; any other
+        input that may carry one is read through stop_gradient (values is updated).
+        Returns whether the output may carry a gradient."""
+        if prim.vjp is None or not (self.differentiable or any(a.requires_grad for a in args)):
+            return False
+        if not prim.meta(*[v.type for v in values], **params).dtype.is_floating_point:
+            return False  # integer and bool results have no gradient
+        recorded = _grad_mode._enabled
+        flows = False
+        for i, (a, v) in enumerate(zip(args, values)):
+            if recorded and a.requires_grad:
+                self.differentiable.add(v)
+                flows = True
+            elif v in self.differentiable:
+                values[i] = self.stop_gradient(v)
+        return flows
+
+    def stop_gradient(self, v: Value) -> Value:
+        s = self.stopped.get(v)
+        if s is None:
+            s = self.stopped[v] = self.record(PRIMITIVES["stop_gradient"], [v], {})
+        return s
+
+    def new_leaf(self, t: Tensor) -> None:
+        """t.requires_grad_() inside the trace: t becomes a leaf. Gradients must not flow
+        from it into what computed it, so its storage now holds stop_gradient(value)."""
+        sym = t._data if type(t._data) is Sym else self.lift(t)
+        if sym.value not in self.differentiable:
+            sym.value = self.stop_gradient(sym.value)
+            self.differentiable.add(sym.value)
+
     def inplace(self, target: Tensor, result: Tensor) -> None:
         new = self.value_of(result)
+        if target.requires_grad:  # a leaf updated under no_grad is still a leaf
+            self.differentiable.add(new)
         sym = target._data if type(target._data) is Sym else self.lift(target)
         self._write(sym, new)
 
@@ -233,11 +281,68 @@ class Tracer:
         self.random.append((v, draw))
         return _make(self._sym(v), dtype)
 
+    def backward(self, roots, seeds, create_graph: bool, capture=None) -> list | None:
+        """backward() (or autograd.grad(), with `capture`) inside the trace. Decides, as
+        eager autograd does, which tensors receive a gradient: the leaves that require grad
+        (or the `capture` tensors) that the roots reach through recorded uses. Records one
+        `grad` node for each; the autograd pass builds the gradients from the VJP rules.
+        Accumulates into .grad, or returns the gradients (None where not reached)."""
+        self.backward_calls += 1
+        request, self.requests = self.requests, self.requests + 1
+        operands = [self.value_of(t) for t in roots] + [self.value_of(g) for g in seeds]
+        params = {"request": request, "n_roots": len(roots), "create_graph": create_graph}
+        reached = self._reached(operands[:len(roots)])
+
+        def grad_of(t):
+            v = self.value_of(t)
+            if v not in reached:
+                return None
+            out = self.graph.add_node("grad", operands + [v], params, v.type, short_location(),
+                                      "backward")
+            g = _make(self._sym(out), t.dtype)
+            if create_graph:  # the gradient has history: differentiable again
+                g.requires_grad = True
+                g.grad_fn = AutogradNode(PRIMITIVES["grad"], tuple(roots) + tuple(seeds) + (t,),
+                                         params, (True,) * (len(operands) + 1), g)
+                self.differentiable.add(out)
+            return g
+
+        if capture is not None:
+            return [grad_of(t) for t in capture]
+        with _grad_mode.set_grad_enabled(create_graph):
+            for leaf in self._leaves(reached):
+                g = grad_of(leaf)
+                leaf.grad = g if leaf.grad is None else leaf.grad + g
+        return None
+
+    def _reached(self, roots) -> set[Value]:
+        """Values whose gradient the roots' backward would compute: walk back from the roots
+        through recorded uses (nodes with a VJP, values that may carry a gradient)."""
+        producers = self.graph.producers()
+        seen, stack = set(), list(roots)
+        while stack:
+            v = stack.pop()
+            if v in seen:
+                continue
+            seen.add(v)
+            n = producers.get(v)
+            if n is not None and (n.prim.vjp is not None or
+                                  (n.op == "grad" and n.params["create_graph"])):
+                stack.extend(x for x in n.inputs if x in self.differentiable)
+        return seen
+
+    def _leaves(self, reached) -> list[Tensor]:
+        leaves, seen = [], set()
+        for t in self.live_tensors():
+            if t.requires_grad and t.grad_fn is None and t._data.value in reached \
+                    and id(t) not in seen:
+                seen.add(id(t))
+                leaves.append(t)
+        return leaves
+
     @contextlib.contextmanager
     def in_region(self, name: str):
         prev, self.region = self.region, name
-        if name == "backward":
-            self.backward_calls += 1
         try:
             yield
         finally:
@@ -297,7 +402,10 @@ class Tracer:
         _tensor_mod._tracer = None
         self.materialized = True
         env: dict = {}
+        _, replaced = differentiate(self.graph)  # gradient requests become gradient nodes
         interpret(self.graph, self.input_arrays(random_arrays), env=env)
+        for marker, value in replaced.items():
+            env[marker] = env[value]
         apply_writes([(lf.array, env[v]) for lf, v in self.writes()])
         tensors = self.live_tensors()
         self.restore(tensors)

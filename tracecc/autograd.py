@@ -185,14 +185,24 @@ def _root_grads(tensors, grad_tensors):
 
 def run_backward(tensors, grad_tensors, retain_graph, create_graph, capture=None):
     """The reverse sweep. With `capture` (a list of tensors) gradients are returned for
-    those instead of accumulated into leaves' `.grad`. While tracing, the nodes it records
-    are marked as the `backward` region (the seam where the autograd pass takes over)."""
+    those instead of accumulated into leaves' `.grad`. While tracing, the tracer records
+    a gradient request instead, which the autograd pass (passes/autograd.py) expands."""
     from . import _tensor
+    from ._tensor import as_tensor_list
     tracer = _tensor._tracer
     if tracer is None:
         return _sweep(tensors, grad_tensors, retain_graph, create_graph, capture)
-    with tracer.in_region("backward"):
-        return _sweep(tensors, grad_tensors, retain_graph, create_graph, capture)
+    tensors = as_tensor_list(tensors)
+    grad_tensors = as_tensor_list(grad_tensors) if grad_tensors is not None else [None] * len(tensors)
+    roots = _root_grads(tensors, grad_tensors)
+    recorded = _topological_order([t.grad_fn for t in tensors])
+    for node in recorded:
+        node._check_alive()  # backward through a released graph fails, as in eager mode
+    result = tracer.backward([t for t, _ in roots], [g for _, g in roots], create_graph, capture)
+    if not (create_graph if retain_graph is None else retain_graph):
+        for node in recorded:
+            node.release()
+    return result
 
 
 def _sweep(tensors, grad_tensors, retain_graph, create_graph, capture=None):

@@ -1,3 +1,3 @@
 """Importing this package registers every primitive."""
 
-from . import creation, index, matmul, movement, pointwise, reduction  # noqa: F401
+from . import autodiff, creation, index, matmul, movement, pointwise, reduction  # noqa: F401
