@@ -38,7 +38,7 @@ from .passes.ir import Graph, Value
 from .runtime.errors import DataDependentError, UnsupportedError, user_location
 from .runtime.registry import PRIMITIVES, TensorType
 from ._tensor import Tensor, VIEW_PRIMS, _make
-from .autograd import Node as AutogradNode
+from .autograd import Node as AutogradNode, retains_grad
 
 
 class Sym:
@@ -332,10 +332,12 @@ class Tracer:
         return seen
 
     def _leaves(self, reached) -> list[Tensor]:
+        """The tensors backward() gives a .grad: leaves that require grad, and tensors
+        that called retain_grad(), whose values the roots reach."""
         leaves, seen = [], set()
         for t in self.live_tensors():
-            if t.requires_grad and t.grad_fn is None and t._data.value in reached \
-                    and id(t) not in seen:
+            if ((t.requires_grad and t.grad_fn is None) or retains_grad(t)) \
+                    and t._data.value in reached and id(t) not in seen:
                 seen.add(id(t))
                 leaves.append(t)
         return leaves
