@@ -12,16 +12,12 @@ The result is one joint program: forward, backward, and whatever used the gradie
 optimizer update). Gradients are built only for requested values, only along paths that
 reach a root; a request's gradients are constants to later requests unless it was made
 with create_graph=True (double backward).
-
-`passes/` binds the VJP rules through the front end's Tensor (the rules are written with
-tensor operators), so this module imports it lazily.
 """
 
 from __future__ import annotations
 
-import contextlib
-
 from ..runtime.errors import UnsupportedError
+from .bind import Binder, binding
 from .ir import Graph, Node, Value
 
 MARKERS = ("grad", "stop_gradient")
@@ -94,7 +90,7 @@ def _expand(graph: Graph, request: int, constant_grads: bool) -> dict[Value, Val
             wanted.update(v for v in n.inputs if v in depends)
 
     start = len(nodes)
-    with _binding(graph) as rec:
+    with binding(graph, "backward") as rec:
         cot: dict[Value, object] = {}
         for r, s in zip(roots, seeds):
             _accumulate(cot, r, rec.tensor(s))
@@ -113,8 +109,9 @@ def _expand(graph: Graph, request: int, constant_grads: bool) -> dict[Value, Val
         for a in asks:
             constant = constant_grads and not a.params["create_graph"]
             subst[a.out] = rec.value(_finish(cot.get(a.inputs[-1]), a.out, constant))
+    asked = {id(a) for a in asks}
     built = graph.nodes[start:]
-    graph.nodes = nodes[:first] + built + [n for n in nodes[first:start] if n not in asks]
+    graph.nodes = nodes[:first] + built + [n for n in nodes[first:start] if id(n) not in asked]
     _substitute(graph, subst)
     return subst
 
@@ -144,69 +141,9 @@ class _Context:
 
     __slots__ = ("prim", "params", "needs", "inputs", "out")
 
-    def __init__(self, n: Node, rec: "_Binder", needs):
+    def __init__(self, n: Node, rec: Binder, needs):
         self.prim = n.prim
         self.params = n.params
         self.needs = needs
         self.inputs = tuple(rec.tensor(v) for v in n.inputs)
         self.out = rec.tensor(n.out)
-
-
-class _Binder:
-    """Stands in for the tracer while VJP rules run: every op they apply is appended to
-    the graph as a `backward` node (the caller moves the new nodes into place)."""
-
-    def __init__(self, graph: Graph):
-        from .._trace import Sym
-        self.graph = graph
-        self.Sym = Sym
-        self.loc = ""
-        self.tensors: dict[Value, object] = {}
-
-    def tensor(self, v: Value):
-        t = self.tensors.get(v)
-        if t is None:
-            from .._tensor import _make
-            t = self.tensors[v] = _make(self.Sym(v), v.type.dtype)
-        return t
-
-    @staticmethod
-    def value(t) -> Value:
-        return t._data.value
-
-    # the protocol of tracecc/_tensor.py's _tracer
-    def apply(self, prim, args, params):
-        values = []
-        for a in args:
-            if not isinstance(a._data, self.Sym):
-                raise UnsupportedError(f"autograd: a VJP rule applied {prim.name} to a "
-                                       f"{type(a._data).__name__}, not a graph value")
-            values.append(a._data.value)
-        out_type = prim.meta(*[v.type for v in values], **params)
-        out = self.graph.add_node(prim.name, values, params, out_type, self.loc, "backward")
-        return self.tensor(out)
-
-    def _sym(self, value):
-        return self.Sym(value)
-
-    def made(self, t) -> None:
-        pass
-
-    def inplace(self, target, result) -> None:
-        raise UnsupportedError("autograd: a VJP rule updated a tensor in place")
-
-    def needs_value(self, t, what):
-        raise UnsupportedError(f"autograd: a VJP rule needs a concrete value ({what})")
-
-
-@contextlib.contextmanager
-def _binding(graph: Graph):
-    from .. import _grad_mode, _tensor
-    rec = _Binder(graph)
-    prev = _tensor._tracer
-    _tensor._tracer = rec
-    try:
-        with _grad_mode.no_grad():
-            yield rec
-    finally:
-        _tensor._tracer = prev

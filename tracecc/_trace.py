@@ -33,6 +33,7 @@ import numpy as np
 
 from . import _grad_mode, _tensor as _tensor_mod
 from .passes.autograd import differentiate
+from .passes.bind import gradient_flow
 from .passes.interpret import interpret
 from .passes.ir import Graph, Value
 from .runtime.errors import DataDependentError, UnsupportedError, user_location
@@ -175,7 +176,7 @@ class Tracer:
     # ------------------------------------------------------------ the protocol of _tensor.py
     def apply(self, prim, args, params) -> Tensor:
         values = [self.value_of(a) for a in args]
-        flows = self._gradient_flow(prim, args, values, params)
+        flows = gradient_flow(prim, args, values, params, self.differentiable, self.stop_gradient)
         out_value = self.record(prim, values, params)
         if flows:
             self.differentiable.add(out_value)
@@ -188,25 +189,6 @@ class Tracer:
             out._base = src if src._base is None else src._base
             return out
         return _make(self._sym(out_value), out_value.type.dtype)
-
-    def _gradient_flow(self, prim, args, values, params) -> bool:
-        """Mark where gradients flow as eager autograd does (see _tensor.apply): an input
-        that requires grad is recorded, and then the output may carry a gradient; any other
-        input that may carry one is read through stop_gradient (values is updated).
-        Returns whether the output may carry a gradient."""
-        if prim.vjp is None or not (self.differentiable or any(a.requires_grad for a in args)):
-            return False
-        if not prim.meta(*[v.type for v in values], **params).dtype.is_floating_point:
-            return False  # integer and bool results have no gradient
-        recorded = _grad_mode._enabled
-        flows = False
-        for i, (a, v) in enumerate(zip(args, values)):
-            if recorded and a.requires_grad:
-                self.differentiable.add(v)
-                flows = True
-            elif v in self.differentiable:
-                values[i] = self.stop_gradient(v)
-        return flows
 
     def stop_gradient(self, v: Value) -> Value:
         s = self.stopped.get(v)
