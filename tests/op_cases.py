@@ -288,6 +288,50 @@ def _shift_ref(left):
     return ref
 
 
+def _conv_transpose2d(x, w, b, stride, padding, output_padding, groups, dilation):
+    """Every input cell adds its value times the kernel into the output, at stride spacing."""
+    n, c, h, wd = x.shape
+    _, ocg, kh, kw = w.shape
+    (sh, sw), (ph, pw), (oph, opw), (dh, dw) = stride, padding, output_padding, dilation
+    oh = (h - 1) * sh - 2 * ph + dh * (kh - 1) + oph + 1
+    ow = (wd - 1) * sw - 2 * pw + dw * (kw - 1) + opw + 1
+    full = np.zeros((n, groups * ocg, oh + 2 * ph + kh * dh, ow + 2 * pw + kw * dw), x.dtype)
+    cg = c // groups
+    for ci in range(c):
+        g = ci // cg
+        for a in range(kh):
+            for e in range(kw):
+                contrib = x[:, ci, :, :, None] * w[ci, :, a, e]  # (n, h, w, ocg)
+                rows = slice(a * dh, a * dh + (h - 1) * sh + 1, sh)
+                cols = slice(e * dw, e * dw + (wd - 1) * sw + 1, sw)
+                full[:, g * ocg:(g + 1) * ocg, rows, cols] += np.moveaxis(contrib, -1, 1)
+    return full[:, :, ph:ph + oh, pw:pw + ow] + b.reshape(1, -1, 1, 1)
+
+
+def _max_pool2d_indices(x, k, s, p):
+    """(values, flat h*W+w indices) of max pooling, window by window (first maximum)."""
+    n, c, h, w = x.shape
+    oh, ow = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+    values, indices = np.zeros((n, c, oh, ow), x.dtype), np.zeros((n, c, oh, ow), np.int64)
+    for i in range(oh):
+        for j in range(ow):
+            r0, c0 = i * s - p, j * s - p
+            rs = [r for r in range(r0, r0 + k) if 0 <= r < h]
+            cs = [q for q in range(c0, c0 + k) if 0 <= q < w]
+            window = x[:, :, rs][:, :, :, cs].reshape(n, c, -1)
+            best = np.argmax(window, -1)
+            values[:, :, i, j] = np.take_along_axis(window, best[..., None], -1)[..., 0]
+            indices[:, :, i, j] = np.array(rs)[best // len(cs)] * w + np.array(cs)[best % len(cs)]
+    return values, indices
+
+
+def _max_unpool2d(x):
+    values, indices = _max_pool2d_indices(x, 2, 2, 0)
+    out = np.zeros(x.shape[:2] + (x.shape[2] * x.shape[3],), x.dtype)
+    np.put_along_axis(out, indices.reshape(x.shape[:2] + (-1,)), values.reshape(x.shape[:2] + (-1,)), -1)
+    return out.reshape(x.shape)
+
+
 def _clamp_ref(x, lo, hi):
     return np.minimum(np.maximum(x, lo), hi)
 
@@ -588,6 +632,25 @@ case("index_add(0, alpha)", lambda m, x, i, s: m.index_add(x, 0, i % max(x.shape
 case("index_add(0)", lambda m, x, i, s: x.index_add(0, i % max(x.shape[0], 1), s),
      lambda x, i, s: _index_add(x, i % max(x.shape[0], 1), s), index_select_args(True), ints=True,
      index_args=(1,))
+
+# layers built from the ops above (nn/_windows.py)
+case("conv_transpose2d(stride 2, output_padding, groups)",
+     lambda m, x, w, b: m.nn.functional.conv_transpose2d(x, w, b, stride=2, padding=1,
+                                                         output_padding=1, groups=2),
+     lambda x, w, b: _conv_transpose2d(x, w, b, (2, 2), (1, 1), (1, 1), 2, (1, 1)),
+     fixed_shapes((2, 4, 3, 3), (4, 3, 2, 2), (6,)))
+case("conv_transpose2d(dilation, crop)",  # width: padding 2 > dilation * (kernel - 1)
+     lambda m, x, w, b: m.nn.functional.conv_transpose2d(x, w, b, stride=(1, 2), padding=(1, 2),
+                                                         output_padding=(0, 1), dilation=(2, 1)),
+     lambda x, w, b: _conv_transpose2d(x, w, b, (1, 2), (1, 2), (0, 1), 1, (2, 1)),
+     fixed_shapes((1, 2, 3, 4), (2, 3, 3, 2), (3,)))
+case("max_pool2d(return_indices)",
+     lambda m, x: tuple(m.nn.functional.max_pool2d(x, 3, 2, 1, return_indices=True)),
+     lambda x: _max_pool2d_indices(x, 3, 2, 1), fixed_shapes((2, 3, 7, 6)))
+case("max_unpool2d",
+     lambda m, x: m.nn.functional.max_unpool2d(*m.nn.functional.max_pool2d(x, 2, return_indices=True),
+                                               2, output_size=x.shape[-2:]),
+     _max_unpool2d, fixed_shapes((2, 2, 4, 6)))
 
 # matmul family
 case("matmul", lambda m, a, b: m.matmul(a, b), np.matmul, matmul_pair, ints=True)

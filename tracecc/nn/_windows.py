@@ -179,6 +179,48 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     return T.squeeze(out, 0) if unbatched else out
 
 
+def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1,
+                     padding=0, output_padding=0, groups: int = 1, dilation=1) -> Tensor:
+    """The gradient of conv2d with respect to its input, as a forward op: the input spread
+    out by the stride (zeros between its cells), padded by dilation * (kernel - 1) - padding
+    (cropped where negative; output_padding more at the bottom and right), then an ordinary
+    convolution with the kernel flipped and its channel axes swapped."""
+    x, unbatched = _batched(input, "conv_transpose2d")
+    if weight.ndim != 4:
+        raise ShapeError(f"conv_transpose2d: weight must be 4-d (in_channels, out_channels/groups, "
+                         f"kh, kw), got shape {list(weight.shape)}")
+    n, c, h, w = x.shape
+    ic, ocg, kh, kw = weight.shape
+    if c != ic or ic % groups:
+        raise ShapeError(f"conv_transpose2d: input of shape {list(input.shape)} (channels {c}) does "
+                         f"not fit weight of shape {list(weight.shape)} with groups={groups}",
+                         hint="in_channels must equal weight.shape[0] and be divisible by groups")
+    s, p, op, d = (_pair(stride, "stride"), _pair(padding, "padding"),
+                   _pair(output_padding, "output_padding"), _pair(dilation, "dilation"))
+    for i in range(2):
+        if s[i] < 1 or d[i] < 1 or p[i] < 0:
+            raise InvalidArgumentError(f"conv_transpose2d: stride and dilation must be positive and "
+                                       f"padding non-negative, got stride={s}, dilation={d}, padding={p}")
+        if not 0 <= op[i] < max(s[i], d[i]):
+            raise InvalidArgumentError(f"conv_transpose2d: output_padding {op} must be smaller than "
+                                       f"either stride {s} or dilation {d}")
+    if (h - 1) * s[0] - 2 * p[0] + d[0] * (kh - 1) + op[0] + 1 <= 0 or \
+            (w - 1) * s[1] - 2 * p[1] + d[1] * (kw - 1) + op[1] + 1 <= 0:
+        raise ShapeError(f"conv_transpose2d: padding {p} leaves no output for input of shape "
+                         f"{list(input.shape)} and kernel {(kh, kw)}")
+    if s != (1, 1) and h and w:  # spread: x lands on every s-th cell of a zero image
+        spread = ((h - 1) * s[0] + 1, (w - 1) * s[1] + 1)
+        x = apply(P["slice_scatter"], (T.full_((n, c) + spread, 0, x.dtype), x),
+                  {"starts": (0, 0, 0, 0), "stops": (n, c) + spread, "steps": (1, 1) + s})
+    qh, qw = d[0] * (kh - 1) - p[0], d[1] * (kw - 1) - p[1]
+    x = pad(x, (qw, qw + op[1], qh, qh + op[0]))
+    # (in, out/g, kh, kw) -> (out, in/g, kh, kw), flipped: the kernel of the equivalent conv
+    wt = T.reshape(weight, (groups, ic // groups, ocg, kh, kw))
+    wt = T.reshape(T.permute(wt, (0, 2, 1, 3, 4)), (groups * ocg, ic // groups, kh, kw))
+    out = conv2d(x, T.flip(wt, (2, 3)), bias, dilation=d, groups=groups)
+    return T.squeeze(out, 0) if unbatched else out
+
+
 def _single(value, name: str) -> int:
     if isinstance(value, (tuple, list)):
         if len(value) != 1:
@@ -221,11 +263,13 @@ def _tiles(x: Tensor, k) -> Tensor:
 def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1,
                ceil_mode: bool = False, return_indices: bool = False) -> Tensor:
     """Maximum over each window. Where several elements tie for the maximum, the gradient is
-    shared among them (PyTorch gives it all to one)."""
-    if return_indices:
-        raise InvalidArgumentError("max_pool2d: return_indices=True is not supported")
+    shared among them (PyTorch gives it all to one). With return_indices, also where each
+    maximum is (h * W + w in its channel's input plane), and the gradient goes there only."""
     x, unbatched = _batched(input, "max_pool2d")
     k, s, p, d = _pool_args("max_pool2d", kernel_size, stride, padding, dilation)
+    if return_indices:
+        out, indices = _max_pool2d_with_indices(x, k, s, p, d, ceil_mode)
+        return (T.squeeze(out, 0), T.squeeze(indices, 0)) if unbatched else (out, indices)
     if _tiles_exactly(x, k, s, p, d):
         out = T.amax(_tiles(x, k), (3, 5))
     else:
@@ -233,6 +277,43 @@ def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1,
                        for i in range(2))
         lowest = float("-inf") if x.dtype.is_floating_point else int(np.iinfo(x.dtype.np).min)
         out = T.amax(_windows(x, k, s, p, d, lowest, out_hw), 2)
+    return T.squeeze(out, 0) if unbatched else out
+
+
+def _max_pool2d_with_indices(x, k, s, p, d, ceil_mode):
+    out_hw = tuple(_out_size("max_pool2d", x.shape[2 + i], k[i], s[i], p[i], d[i], ceil_mode)
+                   for i in range(2))
+    lowest = float("-inf") if x.dtype.is_floating_point else int(np.iinfo(x.dtype.np).min)
+    out, tap = T.max(_windows(x, k, s, p, d, lowest, out_hw), 2)  # gradient: to the index
+    # tap t of the window at (i, j) reads input row i*sh - ph + (t // kw)*dh, column likewise
+    oh, ow = out_hw
+    row = T.add(T.reshape(T.mul(T.arange_(oh), s[0]), (oh, 1)), -p[0])
+    col = T.add(T.reshape(T.mul(T.arange_(ow), s[1]), (1, ow)), -p[1])
+    rows = T.add(row, T.mul(T.floor_divide(tap, k[1]), d[0]))
+    cols = T.add(col, T.mul(T.remainder(tap, k[1]), d[1]))
+    return out, T.add(T.mul(rows, x.shape[3]), cols)
+
+
+def max_unpool2d(input: Tensor, indices: Tensor, kernel_size, stride=None, padding=0,
+                 output_size=None) -> Tensor:
+    """The inverse of max_pool2d(return_indices=True): each value written at its index in a
+    zero image. An index that several windows share holds the value once (their mean)."""
+    x, unbatched = _batched(input, "max_unpool2d")
+    idx, _ = _batched(indices, "max_unpool2d")
+    if tuple(idx.shape) != tuple(x.shape):
+        raise ShapeError(f"max_unpool2d: indices of shape {list(indices.shape)} must match the "
+                         f"input's {list(input.shape)}")
+    k, p = _pair(kernel_size, "kernel_size"), _pair(padding, "padding")
+    s = k if stride is None else _pair(stride, "stride")
+    n, c, h, w = x.shape
+    size = tuple(((h, w)[i] - 1) * s[i] - 2 * p[i] + k[i] for i in range(2))
+    if output_size is not None:
+        size = tuple(output_size)[-2:]
+    flat = T.reshape(idx, (n, c, h * w))
+    zeros = T.full_((n, c, size[0] * size[1]), 0, x.dtype)
+    total = T.scatter_add(zeros, 2, flat, T.reshape(x, (n, c, h * w)))
+    hits = T.scatter_add(zeros, 2, flat, T.full_((n, c, h * w), 1, x.dtype))
+    out = T.reshape(T.div(total, T.clamp(hits, min=1)), (n, c) + size)
     return T.squeeze(out, 0) if unbatched else out
 
 
@@ -283,4 +364,5 @@ def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
     return T.squeeze(out, 0) if unbatched else out
 
 
-__all__ = ["pad", "unfold", "conv2d", "conv1d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d"]
+__all__ = ["pad", "unfold", "conv2d", "conv1d", "conv_transpose2d", "max_pool2d", "max_unpool2d",
+           "avg_pool2d", "adaptive_avg_pool2d"]

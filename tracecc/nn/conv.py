@@ -1,5 +1,5 @@
-"""Conv1d and Conv2d (stride, padding incl. 'same'/'valid' and padding_mode, dilation,
-groups), computed by im2col + matmul in nn/_windows.py."""
+"""Conv1d, Conv2d (stride, padding incl. 'same'/'valid' and padding_mode, dilation, groups)
+and ConvTranspose2d, computed by im2col + matmul in nn/_windows.py."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from .parameter import Parameter
 
 class _ConvNd(Module):
     _dims = 2
+
+    _transposed = False
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
@@ -34,8 +36,10 @@ class _ConvNd(Module):
         self.padding = padding if isinstance(padding, str) else tup(padding, "padding")
         self.dilation = tup(dilation, "dilation")
         self.groups, self.padding_mode = groups, padding_mode
-        self.weight = Parameter(empty((out_channels, in_channels // groups) + self.kernel_size,
-                                      dtype=dtype, device=device))
+        # a transposed conv's weight is (in, out/groups, ...): the conv it is the gradient of
+        channels = (in_channels, out_channels // groups) if self._transposed else \
+            (out_channels, in_channels // groups)
+        self.weight = Parameter(empty(channels + self.kernel_size, dtype=dtype, device=device))
         if bias:
             self.bias = Parameter(empty(out_channels, dtype=dtype, device=device))
         else:
@@ -89,3 +93,45 @@ class Conv1d(_ConvNd):
     def forward(self, input):
         x, padding = self._explicit_padding(input)
         return F.conv1d(x, self.weight, self.bias, self.stride, padding, self.dilation, self.groups)
+
+
+class ConvTranspose2d(_ConvNd):
+    """The gradient of a Conv2d with respect to its input, as a layer (upsampling)."""
+    _dims, _transposed = 2, True
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 output_padding=0, groups: int = 1, bias: bool = True, dilation=1,
+                 padding_mode: str = "zeros", device=None, dtype=None):
+        if padding_mode != "zeros" or isinstance(padding, str):
+            raise InvalidArgumentError(f"ConvTranspose2d: only padding_mode='zeros' and integer "
+                                       f"padding are supported (as in PyTorch), got "
+                                       f"padding_mode={padding_mode!r}, padding={padding!r}")
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
+                         bias, padding_mode, device, dtype)
+        self.output_padding = _pair(output_padding, "output_padding")
+
+    def _output_padding(self, input, output_size):
+        """output_size (PyTorch's forward argument) picks output_padding: the size must lie
+        between the smallest output and that plus stride - 1."""
+        if output_size is None:
+            return self.output_padding
+        size = tuple(output_size)[-2:]
+        pads = []
+        for i in range(2):
+            smallest = ((input.shape[-2 + i] - 1) * self.stride[i] - 2 * self.padding[i]
+                        + self.dilation[i] * (self.kernel_size[i] - 1) + 1)
+            if not smallest <= size[i] < smallest + self.stride[i]:
+                raise InvalidArgumentError(
+                    f"ConvTranspose2d: requested an output size of {list(size)}, but valid sizes "
+                    f"range from {smallest} to {smallest + self.stride[i] - 1} in dimension {i}")
+            pads.append(size[i] - smallest)
+        return tuple(pads)
+
+    def forward(self, input, output_size=None):
+        return F.conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding,
+                                  self._output_padding(input, output_size), self.groups,
+                                  self.dilation)
+
+    def extra_repr(self) -> str:
+        s = super().extra_repr()
+        return s + (f", output_padding={self.output_padding}" if self.output_padding != (0, 0) else "")

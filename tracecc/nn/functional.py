@@ -22,7 +22,8 @@ from ._losses import (  # noqa: F401
     l1_loss, mse_loss, nll_loss, smooth_l1_loss,
 )
 from ._windows import (  # noqa: F401
-    adaptive_avg_pool2d, avg_pool2d, conv1d, conv2d, max_pool2d, pad, unfold,
+    adaptive_avg_pool2d, avg_pool2d, conv1d, conv2d, conv_transpose2d, max_pool2d, max_unpool2d,
+    pad, unfold,
 )
 
 
