@@ -26,9 +26,8 @@ import tracecc as torch  # noqa: E402
 import tracecc.nn as nn  # noqa: E402
 import tracecc.nn.functional as F  # noqa: E402
 import tracecc.optim as optim  # noqa: E402
-from tracecc.vision import datasets, transforms  # noqa: E402
-
-REPO = Path(__file__).resolve().parent.parent
+from tracecc.vision import datasets  # noqa: E402
+from _common import REPO, data_roots, mnist, mnist_transform  # noqa: E402  (shared by the MNIST examples)
 
 
 class Net(nn.Module):
@@ -54,36 +53,26 @@ def _has_split(root: Path, prefix: str) -> bool:
                    for ext in (".gz", "")) for n in names)
 
 
-def _candidates(flag: str | None) -> list[Path]:
-    if flag:
-        return [Path(flag)]
-    found = [Path(os.environ["TRACECC_DATA"])] if os.environ.get("TRACECC_DATA") else []
-    return found + [REPO.parent / "shared" / "data" / "mnist", REPO / "data"]
-
-
 def load_data(args):
     """(train_set, test_set, description): real MNIST if it can be found or fetched, else
     the best offline source, said plainly."""
-    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))])
-    roots = _candidates(args.data)
+    roots = data_roots(args.data)
     for root in roots:
         if _has_split(root, "train") and _has_split(root, "t10k"):
-            train = datasets.MNIST(root=root, train=True, transform=transform)
-            test = datasets.MNIST(root=root, train=False, transform=transform)
+            train, test = mnist(root, download=False)
             return train, test, f"real MNIST from {root}"
     print(f"MNIST not found in {', '.join(map(str, roots))}.")
     if not args.offline:
         target = Path(args.data) if args.data else REPO / "data"
         print(f"Trying to download it into {target} ...", flush=True)
         try:
-            train = datasets.MNIST(root=target, train=True, download=True, transform=transform)
-            test = datasets.MNIST(root=target, train=False, download=True, transform=transform)
+            train, test = mnist(target, download=True)
             return train, test, f"real MNIST, downloaded into {target}"
         except torch.TraceccError as e:
             print("Could not download MNIST (no network?): " + e.message.replace("\n", "\n  "))
     for root in roots:
         if _has_split(root, "t10k"):
-            full = datasets.MNIST(root=root, train=False, transform=transform)
+            full = datasets.MNIST(root=root, train=False, transform=mnist_transform())
             cut = len(full) * 4 // 5
             train = torch.utils.data.Subset(full, range(cut))
             test = torch.utils.data.Subset(full, range(cut, len(full)))

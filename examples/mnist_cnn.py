@@ -16,7 +16,6 @@ import math
 import os
 import sys
 import time
-from pathlib import Path
 
 # One BLAS thread: on a busy machine OpenBLAS's spinning threads slow small matmuls down
 # many times. Must be set before numpy loads; an explicit setting in the environment wins.
@@ -28,9 +27,7 @@ import tracecc as torch  # noqa: E402
 import tracecc.nn as nn  # noqa: E402
 import tracecc.nn.functional as F  # noqa: E402
 import tracecc.optim as optim  # noqa: E402
-from tracecc.vision import datasets, transforms  # noqa: E402
-
-REPO = Path(__file__).resolve().parent.parent
+from _common import find_data, mnist  # noqa: E402  (shared by the MNIST examples)
 
 
 class Net(nn.Module):
@@ -52,15 +49,6 @@ class Net(nn.Module):
         x = torch.flatten(self.dropout1(x), 1)
         x = self.dropout2(F.relu(self.fc1(x)))
         return self.fc2(x)
-
-
-def find_data(flag):
-    if flag:
-        return flag
-    if os.environ.get("TRACECC_DATA"):
-        return os.environ["TRACECC_DATA"]
-    shared = REPO.parent / "shared" / "data" / "mnist"
-    return str(shared) if shared.is_dir() else str(REPO / "data")
 
 
 def make_training(args):
@@ -147,9 +135,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     root = find_data(args.data)
-    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
-    train_set = datasets.MNIST(root=root, train=True, download=True, transform=transform)
-    test_set = datasets.MNIST(root=root, train=False, download=True, transform=transform)
+    train_set, test_set = mnist(root, mean=0.1307, std=0.3081)
     if args.train_limit:
         train_set = torch.utils.data.Subset(train_set, range(min(args.train_limit, len(train_set))))
     if args.compare:

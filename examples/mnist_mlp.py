@@ -8,7 +8,6 @@
 import argparse
 import os
 import time
-from pathlib import Path
 
 # This model's matmuls are small (64x784 @ 784x128): one BLAS thread is faster than several,
 # and on a busy machine OpenBLAS's spinning threads slow eager steps down 30-fold. Must be
@@ -21,19 +20,7 @@ import tracecc.nn as nn
 import tracecc.nn.functional as F
 import tracecc.optim as optim
 from tracecc.vision import datasets, transforms
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def find_data(flag):
-    if flag:
-        return flag
-    if os.environ.get("TRACECC_DATA"):
-        return os.environ["TRACECC_DATA"]
-    shared = REPO.parent / "shared" / "data" / "mnist"
-    if shared.is_dir():
-        return str(shared)
-    return str(REPO / "data")
+from _common import find_data  # where the data is (shared by the MNIST examples)
 
 
 parser = argparse.ArgumentParser(description="Train a 3-layer MLP on MNIST with tracecc")
