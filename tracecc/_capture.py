@@ -393,9 +393,9 @@ class Entry:
                                     describe_python_state(self.modules, self.optimizers, self.roots))
         return None
 
-    def compile(self, backend: str, sink, passes=None) -> None:
+    def compile(self, backend: str, sink, passes=None, remat=None) -> None:
         """Verify, run the passes (all, or those named), hand the result to the backend
-        (forward and backward graphs)."""
+        (forward and backward graphs; remat: min-cut partition, None = TRACECC_REMAT)."""
         check = verify_enabled()
         if check:
             verify(self.graph)
@@ -408,7 +408,8 @@ class Entry:
         if self.aot is not None:
             aot = self.aot
             n = aot.n_fwd_outputs
-            fwd, bwd, saved = split_joint(joint, n, joint.outputs[n:])
+            fwd, bwd, saved = split_joint(joint, n, joint.outputs[n:], remat)
+            sink.emit("passes", fwd.notes[-1])  # saved bytes, with and without remat
             aot.n_saved = len(saved)
             names = [self.graph.inputs[i].name for i, has in zip(aot.wrt_inputs, aot.grad_mask)
                      if has]

@@ -101,11 +101,12 @@ class CompiledFunction:
         self._fn = fn
         self.backend = backend
         self.options = dict(options or {})
-        unknown = set(self.options) - {"passes"}
+        unknown = set(self.options) - {"passes", "remat"}
         if unknown:
             raise InvalidArgumentError(f"compile: unknown option(s) {sorted(unknown)}",
                                        hint="options: passes=[names of passes to run] "
-                                            "(default: all; [] runs the traced graph as is)")
+                                            "(default: all; [] runs the traced graph as is), "
+                                            "remat=True/False (min-cut partition)")
         self.fullgraph = fullgraph
         self.dynamic = dynamic
         self.recompile_limit = RECOMPILE_LIMIT if recompile_limit is None else recompile_limit
@@ -206,7 +207,8 @@ class CompiledFunction:
         entry = captured.entry
         entry.objects = objects
         entry.arg_desc = describe_args(args, kwargs, self._arg_names, _grad_mode._enabled)
-        entry.compile(_backend_for(self.backend, tensors), sink, self.options.get("passes"))
+        entry.compile(_backend_for(self.backend, tensors), sink, self.options.get("passes"),
+                      self.options.get("remat"))
         t2 = time.perf_counter()
         _logging.log("perf", f"{self.__name__}: traced {len(entry.graph.nodes)} nodes in "
                              f"{(t1 - t0) * 1e3:.1f} ms; passes and backend {entry.backend!r} in "
@@ -303,6 +305,8 @@ def compile(fn=None, *, backend: str = "auto", fullgraph: bool = True, dynamic: 
     dynamic: accepted for PyTorch compatibility; shapes are static (a new shape recompiles).
     options: {"passes": [names]} runs only those passes (in pipeline order); [] runs the
       traced graph as it is (bit-for-bit eager results on the interpreter).
+      {"remat": True} picks the values a forward-only graph saves for its backward by a
+      min-cut, recomputing cheap ops in the backward (default: TRACECC_REMAT=1, else off).
     mode: accepted for compatibility; unused so far.
     disable: return fn unchanged.
     """
