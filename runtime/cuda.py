@@ -669,6 +669,15 @@ class CudaArray:
                                                [s * item for s in self.elem_strides])
         return np.array(view, copy=True)
 
+    def copy(self) -> "CudaArray":
+        """A contiguous copy on the device (as ndarray.copy())."""
+        if not self.is_root:
+            from .registry import PRIMITIVES
+            return run_op(PRIMITIVES["copy"], [self], {})
+        out = CudaArray.empty(self.device, self.shape, self.dtype)
+        self.device.copy(out.buffer, self.buffer, self.nbytes)
+        return out
+
     def __array__(self, dtype=None, copy=None):
         from .errors import DeviceError
         raise DeviceError(f"a cuda:{self.device.index} array cannot be used as a numpy array",

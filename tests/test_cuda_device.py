@@ -4,6 +4,7 @@ GPU here: these tests prove the cuda code paths (moves, single-op Triton kernels
 autograd, modules, compile routing, memory accounting) give the cpu's results; the real-GPU
 check is benchmarks/gpu_check.py. Shapes are tiny: every eager op is an interpreted kernel."""
 
+import gc
 import os
 
 os.environ.setdefault("TRITON_INTERPRET", "1")  # before anything imports triton
@@ -220,6 +221,7 @@ def test_mixing_devices_names_the_op_both_devices_and_the_line():
 
 
 def test_memory_allocated_goes_up_and_down():
+    gc.collect()  # buffers of earlier tests' cyclic garbage would be freed mid-test
     tc.cuda.synchronize()
     base = tc.cuda.memory_allocated()
     a = tc.zeros(1000, device="cuda")

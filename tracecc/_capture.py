@@ -374,7 +374,7 @@ class Entry:
             t, last, shape, dtype, rg, name = check
             data = t._data
             if data is not last:
-                if not isinstance(data, np.ndarray) or data.shape != shape or t._dtype is not dtype:
+                if type(data) is not type(last) or data.shape != shape or t._dtype is not dtype:
                     return (f"%{name}: now {t.dtype.name}{list(t.shape)}, traced as "
                             f"{dtype.name}{list(shape)}")
                 check[1] = data

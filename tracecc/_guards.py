@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import types
 
+import numpy as np
+
 from ._tensor import Tensor
+from .runtime.cuda import CudaArray
 from .runtime.device import Device
 from .runtime.dtypes import DType
 
@@ -199,7 +202,7 @@ class World:
         return name
 
     def add_tensor(self, t: Tensor, name: str, role: str, source=None) -> None:
-        if id(t) in self.tensors or not isinstance(t._data, __import__("numpy").ndarray):
+        if id(t) in self.tensors or not isinstance(t._data, (np.ndarray, CudaArray)):
             return
         self.tensors[id(t)] = t
         if id(t._data) not in self.by_array:

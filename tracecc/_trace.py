@@ -36,6 +36,7 @@ from .passes.autograd import differentiate
 from .passes.bind import gradient_flow
 from .passes.interpret import interpret
 from .passes.ir import Graph, Value
+from .runtime.cuda import CudaArray
 from .runtime.errors import DataDependentError, UnsupportedError, user_location
 from .runtime.registry import PRIMITIVES, TensorType
 from ._tensor import Tensor, VIEW_PRIMS, _make
@@ -163,7 +164,7 @@ class Tracer:
         data = t._data
         if type(data) is Sym:
             return data.value
-        if not isinstance(data, np.ndarray):
+        if not isinstance(data, (np.ndarray, CudaArray)):
             raise UnsupportedError(f"a tensor with a {type(data).__name__} payload reached a "
                                    f"compiled function")
         return self.lift(t).value
@@ -387,7 +388,12 @@ class Tracer:
         self.materialized = True
         env: dict = {}
         _, replaced = differentiate(self.graph)  # gradient requests become gradient nodes
-        interpret(self.graph, self.input_arrays(random_arrays), env=env)
+        arrays = self.input_arrays(random_arrays)
+        # a graph on cuda tensors runs this once on the host; what it makes goes to the device
+        device = next((a.device for a in arrays if type(a) is CudaArray), None)
+        if device is not None:
+            arrays = [a.numpy() if type(a) is CudaArray else a for a in arrays]
+        interpret(self.graph, arrays, env=env)
         for marker, value in replaced.items():
             env[marker] = env[value]
         apply_writes([(lf.array, env[v]) for lf, v in self.writes()])
@@ -398,6 +404,8 @@ class Tracer:
             if type(t._data) is Sym:
                 v = t._data.value
                 t._data = np.array(env[v]) if v in inputs else env[v]
+                if device is not None:
+                    t._data = CudaArray.from_numpy(device, t._data)
 
 
 def apply_writes(pairs) -> None:
@@ -410,7 +418,7 @@ def apply_writes(pairs) -> None:
         if new is target:
             continue
         if new.base is not None or id(new) in ids:
-            new = np.array(new, copy=True)
+            new = new.copy()  # (a CudaArray copies on its device)
         staged.append((target, new))
     for target, new in staged:
         np.copyto(target, new, casting="unsafe")

@@ -127,6 +127,12 @@ def _call(fn):
     return lambda a, out, p: f"{fn}({', '.join(x.code for x in a)})"
 
 
+def _sqrt(a, out, p):
+    # tl.sqrt_rn (IEEE rounding) takes float32 only; tl.sqrt on float64 is sqrt.rn.f64
+    fn = "tl.sqrt" if a[0].dtype is dtypes.float64 else "tl.sqrt_rn"
+    return f"{fn}({a[0].code})"
+
+
 def _div(a, out, p):
     x, y = a
     if is_float(x.dtype):
@@ -233,7 +239,7 @@ EMITTERS = {
     "exp": _call("tl.exp"), "log": _call("tl.log"), "tanh": _call("libdevice.tanh"),
     "erf": _call("tl.erf"), "log1p": _call("libdevice.log1p"), "expm1": _call("libdevice.expm1"),
     "sin": _call("tl.sin"), "cos": _call("tl.cos"),
-    "sqrt": _call("tl.sqrt_rn"), "rsqrt": _call("tl.rsqrt"), "sigmoid": _sigmoid,
+    "sqrt": _sqrt, "rsqrt": _call("tl.rsqrt"), "sigmoid": _sigmoid,
     "floor": _call("tl.floor"), "ceil": _call("tl.ceil"),
     "round": _call("libdevice.rint"),  # half to even, as numpy
     "maximum": _minmax("maximum"), "minimum": _minmax("minimum"),
