@@ -288,8 +288,10 @@ def bench_compile():
 
 
 # ------------------------------------------------------------------ fitting
-def fit(f, lo, hi, powers, var, npts=2000, rel=True, iters=30):
-    """Near-minimax fit by Lawson's algorithm (iteratively reweighted least squares)."""
+def fit(f, lo, hi, powers, var, npts=2000, rel=True, iters=30, weight=None):
+    """Near-minimax fit by Lawson's algorithm (iteratively reweighted least squares).
+    The error minimised is (P - f) / |f| (rel), P - f, or (P - f) * weight(x) when given.
+    Returns the coefficients as float32 (highest power first) and the fit's max error."""
     import mpmath
 
     mpmath.mp.dps = 40
@@ -297,11 +299,12 @@ def fit(f, lo, hi, powers, var, npts=2000, rel=True, iters=30):
     a = (lo + hi) / 2 + (hi - lo) / 2 * np.cos(np.pi * (k + 0.5) / npts)
     y = np.array([float(f(mpmath.mpf(float(t)))) for t in a])
     basis = np.stack([var(a) ** p for p in powers], 1)
+    wt = weight(a) if weight else 1 / np.abs(y) if rel else np.ones(npts)
     w = np.ones(npts)
     for _ in range(iters):
-        scale = np.sqrt(w) / (np.abs(y) if rel else 1)
+        scale = np.sqrt(w) * wt
         c, *_ = np.linalg.lstsq(basis * scale[:, None], y * scale, rcond=None)
-        e = (basis @ c - y) / (np.abs(y) if rel else 1)
+        e = (basis @ c - y) * wt
         w = w * np.abs(e)
         w /= w.sum()
     return [float(np.float32(v)) for v in c[::-1]], float(np.max(np.abs(e)))
@@ -309,6 +312,11 @@ def fit(f, lo, hi, powers, var, npts=2000, rel=True, iters=30):
 
 def run_fit():
     import mpmath
+
+    half_ln2 = math.log(2) / 2 * 1.0001
+    print("exp, float32: exp(r) = 1 + r + r^2*P(r) on |r| <= ln2/2 (error of the whole, relative):",
+          fit(lambda r: (mpmath.exp(r) - 1 - r) / (r * r), -half_ln2, half_ln2, range(5), lambda r: r,
+              npts=3000, iters=40, weight=lambda r: r * r / np.exp(r)))
 
     print("erf small, erf(a)/a = P(a^2) on [0, 0.875]:",
           fit(lambda a: mpmath.erf(a) / a, 1e-6, 0.875, range(6), lambda a: a * a))

@@ -27,7 +27,8 @@ Hanek without loops) gives |x|*2/pi mod 4 as 64-bit fixed point; the polynomials
 double, so the result is within 0.501 ulp.
 
 Algorithms: exp/expm1 reduce x = n*ln2 + r (|r| <= ln2/2, Cody-Waite with fma) and scale
-by 2^n in two steps so subnormal results are rounded once; log/log1p use the fdlibm
+by 2^n in two steps (2^n itself may not be a normal float); exp folds the first step into
+its last fma, 2^ceil(n/2) * (1 + q), so a normal result is rounded once; log/log1p use the fdlibm
 formula log(1+f) = f - (f^2/2 - s*(f^2/2 + R(s^2))), s = f/(2+f), with the series
 coefficients of 2*atanh; tanh = e/(e+2) with e = expm1(2|x|); sigmoid = {1 or e}/(1+e)
 with e = exp(-|x|); erf = x*P(x^2) below 0.875 and 1 - exp(-x^2)*Q(1/(1+x)) above, with P
@@ -37,6 +38,7 @@ benchmarks/llvm_micro.py).
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from math import factorial
 
@@ -46,13 +48,13 @@ F32, F64 = ir.FloatType(), ir.DoubleType()
 I32, I64 = ir.IntType(32), ir.IntType(64)
 
 # Stated bounds, in ulp, checked by tests/test_llvm_mathlib.py. Measured maxima behind them
-# (docs/cpu-backend.md): float32 over every 17th bit pattern (253M inputs) -- exp 0.973,
-# expm1 1.333, log 0.826, log1p 0.841, tanh 1.498, sigmoid 2.402, erf 1.696, sin 0.500,
-# cos 0.500; float64 over
-# 6M random and range-focused bit patterns -- exp 0.955, expm1 1.787, log 0.780,
-# log1p 0.772, tanh 2.475, sigmoid 2.133.
+# (docs/cpu-backend.md): float32 exp 1.036 over all 2^32 inputs; the others over every 17th
+# bit pattern (253M inputs) -- expm1 1.333, log 0.826, log1p 0.841, tanh 1.498, sigmoid
+# 2.402, erf 1.696, sin 0.500, cos 0.500; float64 over 6M random and range-focused bit
+# patterns -- exp 0.985, expm1 1.796, log 0.780, log1p 0.772, tanh 2.596, sigmoid 2.177.
+# (float32 exp was 0.973 with two more polynomial terms: 0.06 ulp for 1.3x on W1.)
 ULP_BOUNDS = {
-    ("exp", 32): 1.0, ("expm1", 32): 1.5, ("log", 32): 1.0, ("log1p", 32): 1.0,
+    ("exp", 32): 1.1, ("expm1", 32): 1.5, ("log", 32): 1.0, ("log1p", 32): 1.0,
     ("tanh", 32): 2.0, ("sigmoid", 32): 3.0, ("erf", 32): 2.0, ("sin", 32): 1.0, ("cos", 32): 1.0,
     ("exp", 64): 1.5, ("expm1", 64): 2.0, ("log", 64): 1.0, ("log1p", 64): 1.0,
     ("tanh", 64): 3.0, ("sigmoid", 64): 3.0,
@@ -84,10 +86,12 @@ T64 = _Type(F64, I64, 64, 52, 1023, "f64", 710.0, -746.0, -38.0, 19.1,
 _TYPES = {32: T32, 64: T64}
 
 LOG2E = 1.4426950408889634
-# exp(r) = 1 + r + r^2 * P(r), P from Taylor 1/k!: to k=8 (float32; truncation 2e-10, so
-# rounding decides; the Cephes expf P, one degree lower, measured 1.010 ulp over all 2^32
-# inputs, this one 0.973 over every 17th) and to k=13 (float64)
-_EXP_P = {32: [1 / factorial(k) for k in range(8, 1, -1)],
+# exp(r) = 1 + r + r^2 * P(r), |r| <= ln2/2. float32: P of degree 4, near-minimax for the
+# relative error of the whole (fit in benchmarks/llvm_micro.py --fit; 3.8e-9 = 0.06 ulp with
+# float32 coefficients, so rounding decides). It replaced Taylor to degree 8 (two more fma):
+# W1's two exps per element were its cost. float64: Taylor 1/k! to k=13.
+_EXP_P = {32: [0.0013814594130963087, 0.0083687175065279, 0.04166838899254799,
+               0.1666652113199234, 0.4999999403953552],
           64: [1 / factorial(k) for k in range(13, 1, -1)]}
 # expm1(r) = r + r^2 * Q(r), Taylor 1/k!
 _EXPM1_Q = {32: [1 / factorial(k) for k in range(9, 1, -1)],
@@ -179,6 +183,18 @@ class _Emitter:
             acc = self.fma(acc, x, self.c(k))
         return acc
 
+    def estrin(self, x, coeffs):
+        """The polynomial of `horner`, evaluated in pairs (c1*x + c0) + x^2*(...): half the
+        dependent fma chain of Horner for log2(n) more squarings. Used for exp: in W1's loop
+        (two exps per element) Estrin instead of Horner alone measured 1.13x."""
+        c = [self.c(k) for k in reversed(coeffs)]  # lowest degree first
+        p = x
+        while True:
+            c = [self.fma(c[i + 1], p, c[i]) if i + 1 < len(c) else c[i] for i in range(0, len(c), 2)]
+            if len(c) == 1:
+                return c[0]
+            p = self.b.fmul(p, p)
+
     def lt(self, x, y):
         return self.b.fcmp_ordered("<", x, y)
 
@@ -194,6 +210,10 @@ class _Emitter:
     def to_bits(self, x):
         return self.b.bitcast(x, self.t.it)
 
+    def to_bits_const(self, c: ir.Constant) -> int:
+        fmt = ("<f", "<I") if self.t.bits == 32 else ("<d", "<Q")
+        return struct.unpack(fmt[1], struct.pack(fmt[0], c.constant))[0]
+
     def from_bits(self, i):
         return self.b.bitcast(i, self.t.ft)
 
@@ -205,6 +225,16 @@ class _Emitter:
         """y * 2**n in two exact steps, so only the last multiply rounds (subnormals, overflow)."""
         n1 = self.b.ashr(n, self.ci(1))
         return self.b.fmul(self.b.fmul(y, self.pow2(n1)), self.pow2(self.b.sub(n, n1)))
+
+    def scale1p(self, q, m):
+        """2**n * (1 + q) for m = n + 2*bias, rounded once (an fma) when the result is normal:
+        2**n as two powers of two 2**ceil(n/2) * 2**floor(n/2), each normal over exp's whole
+        range, so subnormal results round once more (at the last, exact-or-underflowing multiply)."""
+        mant = self.ci(self.t.mant)
+        m1 = self.b.ashr(m, self.ci(1))  # floor(n/2) + bias
+        s1 = self.from_bits(self.b.shl(self.b.sub(m, m1), mant))
+        s2 = self.from_bits(self.b.shl(m1, mant))
+        return self.b.fmul(self.fma(q, s1, s1), s2)
 
     def reduce_ln2(self, x):
         """x = n*ln2 + r with n = rint(x/ln2): returns (n as int, r). Needs |x/ln2| < 2**(mant-1)."""
@@ -269,13 +299,24 @@ class MathLib:
 
     # ------------------------------------------------------------ functions
     def _exp(self, e: _Emitter, x):
+        return self._exp_core(e, x, upper=True)
+
+    def _exp_core(self, e: _Emitter, x, upper: bool):
+        """exp(x); upper=False when the caller knows x <= 0 (no overflow clamp needed).
+        NaN needs no select: the clamp's selects pass it and every later step propagates it."""
         t = e.t
-        xc = e.clamp(x, t.exp_lo, t.exp_hi)
-        n, r = e.reduce_ln2(xc)
-        p = e.horner(r, _EXP_P[t.bits])
-        y = e.b.fadd(e.c(1.0), e.fma(p, e.b.fmul(r, r), r))
-        y = e.scale(y, n)
-        return e.sel(e.isnan(x), x, y)
+        if upper:
+            x = e.sel(e.gt(x, e.c(t.exp_hi)), e.c(t.exp_hi), x)
+        x = e.sel(e.lt(x, e.c(t.exp_lo)), e.c(t.exp_lo), x)
+        shift = e.c(1.5 * 2.0 ** t.mant)  # adding it rounds x/ln2 to an integer in the low bits
+        k = e.fma(x, e.c(LOG2E), shift)
+        nf = e.b.fsub(k, shift)
+        m = e.b.sub(e.to_bits(k), e.ci(e.to_bits_const(shift) - 2 * t.bias))  # n + 2*bias
+        r = e.fma(nf, e.c(-t.ln2_hi), x)
+        r = e.fma(nf, e.c(-t.ln2_lo), r)
+        r2 = e.b.fmul(r, r)
+        q = e.fma(e.estrin(r, _EXP_P[t.bits]), r2, r)  # exp(r) - 1
+        return e.scale1p(q, m)
 
     def _expm1(self, e: _Emitter, x):
         t = e.t
@@ -354,10 +395,9 @@ class MathLib:
         return e.sel(e.isnan(x), x, y)
 
     def _sigmoid(self, e: _Emitter, x):
-        ex = self._call(e, "exp", e.b.fneg(e.fabs(x)))
+        ex = self._exp_core(e, e.b.fneg(e.fabs(x)), upper=False)  # NaN in: NaN throughout
         num = e.sel(e.b.fcmp_ordered(">=", x, e.c(0.0)), e.c(1.0), ex)
-        y = e.b.fdiv(num, e.b.fadd(e.c(1.0), ex))
-        return e.sel(e.isnan(x), x, y)
+        return e.b.fdiv(num, e.b.fadd(e.c(1.0), ex))
 
     def _erf(self, e: _Emitter, x):
         a = e.fabs(x)
