@@ -1,0 +1,110 @@
+"""lower.py's loop shapes: column reductions run blocked (columns innermost), and the
+exp-family pointwise loops ask the vectoriser for two interleaved vectors."""
+
+import numpy as np
+import pytest
+
+import tracecc as tc
+from tracecc.codegen.llvm import lower
+from tracecc.codegen.llvm.lower import COLUMN_BLOCK, _column_var, _interleave
+from tracecc.codegen.llvm.runner import CompiledProgram
+from tracecc.passes.kernel_ir import (
+    Buffer, Index, Kernel, Load, LoopVar, Op, Phase, Program, Reduction, RowValue, Store,
+)
+from tracecc.runtime.dtypes import float32, get_dtype
+
+rng = np.random.default_rng(0)
+
+
+def compiled_program(k, bufs, keep_ir=False):
+    buffers = {n: Buffer(n, a.size, get_dtype(a.dtype), "input") for n, a in bufs.items()}
+    return CompiledProgram(Program(k.name, buffers, [k], list(bufs), list(bufs)), keep_ir=keep_ir)
+
+
+def column_softmax(R, C):
+    """softmax over axis 0 of x[R, C]: three phases down each column."""
+    c, r1, r2, r3 = LoopVar("i0", C), LoopVar("r0", R), LoopVar("r1", R), LoopVar("r2", R)
+
+    def load(r):
+        return Load("x", Index.affine([(r, C), (c, 1)]), float32)
+
+    def shifted(r):
+        return Op("sub", (load(r), RowValue("m", float32)), float32)
+
+    return Kernel("red_fused_softmax_0", "reduction", (c,), (
+        Phase((r1,), reductions=(Reduction("m", "maximum", load(r1), float32),)),
+        Phase((r2,), reductions=(Reduction("s", "add", Op("exp", (shifted(r2),), float32), float32),)),
+        Phase((r3,), stores=(Store("y", Index.affine([(r3, C), (c, 1)]),
+                                   Op("div", (Op("exp", (shifted(r3),), float32),
+                                              RowValue("s", float32)), float32)),)),
+    ))
+
+
+@pytest.mark.parametrize("R,C", [(7, 3), (33, COLUMN_BLOCK + 5), (300, 2 * COLUMN_BLOCK + 1)])
+def test_column_softmax_runs_blocked_and_matches_numpy(R, C):
+    k = column_softmax(R, C)
+    assert _column_var(k) is k.outer[0]
+    x = rng.standard_normal((R, C)).astype(np.float32)
+    bufs = {"x": x.ravel(), "y": np.zeros(R * C, np.float32)}
+    out = compiled_program(k, bufs)(bufs)["y"].reshape(R, C)
+    e = np.exp(x - x.max(0))
+    np.testing.assert_allclose(out, e / e.sum(0), rtol=2e-6, atol=1e-7)
+
+
+def test_row_kernels_and_argmax_are_not_blocked():
+    R, C = 4, 9
+    r, c = LoopVar("i0", R), LoopVar("r0", C)
+    row = Load("x", Index.affine([(r, C), (c, 1)]), float32)
+    assert _column_var(Kernel("red_sum", "reduction", (r,), (
+        Phase((c,), reductions=(Reduction("s", "add", row, float32),)),))) is None
+    col = Load("x", Index.affine([(c, R), (r, 1)]), float32)
+    assert _column_var(Kernel("red_argmax", "reduction", (r,), (
+        Phase((c,), reductions=(Reduction("a", "argmax", col, float32),)),))) is None
+
+
+@pytest.mark.parametrize("shape,axis", [((300, 2500), 0), ((8, 128, 96), (0, 1)), ((6, 40, 1030), 1),
+                                        ((5, 3), 0)])
+def test_compiled_column_reductions_match_numpy(shape, axis):
+    x = rng.standard_normal(shape).astype(np.float32)
+
+    @tc.compile(backend="llvm")
+    def f(t):
+        mean = t.mean(axis, keepdim=True)
+        return t.sum(axis), t.amax(axis), ((t - mean) * (t - mean)).mean(axis), t.argmax(0)
+
+    s, m, v, a = (o.numpy() for o in f(tc.tensor(x)))
+    x64 = x.astype(np.float64)
+    np.testing.assert_allclose(s, x64.sum(axis), rtol=1e-5, atol=1e-3)
+    np.testing.assert_array_equal(m, x.max(axis))
+    np.testing.assert_allclose(v, x64.var(axis), rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(a, x.argmax(0))
+
+
+def pointwise(op, n=1000):
+    i = LoopVar("i0", n)
+    x = Load("x", Index.affine([(i, 1)]), float32)
+    return Kernel(f"poi_{op}_0", "pointwise", (i,),
+                  (Phase(stores=(Store("y", Index.affine([(i, 1)]), Op(op, (x,), float32)),)),))
+
+
+def vector_loads(cp, name):
+    body = cp.compiled.optimized_ir.split(f"@{name}(")[1].split("\n}\n")[0]
+    return body.count("load <")
+
+
+def test_exp_family_loops_are_interleaved_and_erf_is_not(monkeypatch):
+    x = rng.standard_normal(1000).astype(np.float32)
+    for op, want in [("sigmoid", 2), ("exp", 2), ("tanh", 2), ("erf", 0), ("log", 0)]:
+        k = pointwise(op)
+        assert _interleave(k) == want, op
+        bufs = {"x": x, "y": np.zeros_like(x)}
+        cp = compiled_program(k, bufs, keep_ir=True)
+        assert ("llvm.loop.interleave.count" in cp.llvm_ir) == bool(want), op
+        if want:  # LLVM takes the loop ID: more vector loads (interleaved, plus an epilogue)
+            with monkeypatch.context() as m:
+                m.setattr(lower, "_interleave", lambda k: 0)
+                plain = compiled_program(k, bufs, keep_ir=True)
+            assert vector_loads(cp, k.name) > vector_loads(plain, k.name), op
+        if op in ("sigmoid", "exp", "tanh"):
+            ref = {"sigmoid": lambda v: 1 / (1 + np.exp(-v)), "exp": np.exp, "tanh": np.tanh}[op]
+            np.testing.assert_allclose(cp(bufs)["y"], ref(x.astype(np.float64)), rtol=1e-6)
