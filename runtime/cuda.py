@@ -518,6 +518,13 @@ class EmulatedLib:
         self.memory, self.used = memory, 0
         self.blocks: dict[int, np.ndarray] = {}
         self._handles = 0x1000
+        # copies done, by direction: tests assert a compiled step makes no host copies
+        self.copies = {"htod": 0, "dtoh": 0, "dtod": 0}
+        # CUDA graphs, emulated: while a capture is open, copies and kernel launches
+        # (launch()) are recorded instead of run; launching the graph runs the recording
+        self.recording: list | None = None
+        self.graphs: dict[int, list] = {}
+        self.replays = 0
 
         def out(ref, value):
             ref._obj.value = value  # byref(x)._obj is x
@@ -537,11 +544,42 @@ class EmulatedLib:
         def free(ptr):
             self.used -= self.blocks.pop(ptr).nbytes
 
-        def memcpy(dst, src, n, stream):
-            ctypes.memmove(dst, src, n)
+        def memcpy(kind):
+            def fn(dst, src, n, stream):
+                def copy():
+                    self.copies[kind] += 1
+                    ctypes.memmove(dst, src, n)
+
+                self.launch(copy)
+
+            return fn
 
         def memset(dst, value, n, stream):
-            ctypes.memset(dst, value, n)
+            self.launch(lambda: ctypes.memset(dst, value, n))
+
+        def synchronize(stream):
+            # as the driver: waiting on a stream that is being captured is an error
+            return 900 if self.recording is not None else 0
+
+        def begin_capture(stream, mode):
+            if self.recording is not None:
+                return 900  # CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED: one capture at a time
+            self.recording = []
+
+        def end_capture(stream, ref):
+            graph = handle()
+            self.graphs[graph], self.recording = self.recording or [], None
+            out(ref, graph)
+
+        def instantiate(ref, graph, flags):
+            exec_ = handle()
+            self.graphs[exec_] = list(self.graphs[graph])
+            out(ref, exec_)
+
+        def graph_launch(exec_, stream):
+            self.replays += 1
+            for op in self.graphs[exec_]:
+                op()
 
         def name(buf, n, dev):
             buf.value = EMULATED_NAME.encode()[:n - 1]
@@ -561,15 +599,21 @@ class EmulatedLib:
             "cuCtxSetCurrent": lambda c: 0,
             "cuStreamCreate": lambda s, flags: out(s, handle()),
             "cuStreamDestroy_v2": lambda s: 0,
-            "cuStreamSynchronize": lambda s: 0,
+            "cuStreamSynchronize": synchronize,
             "cuStreamQuery": lambda s: 0,
             "cuMemAlloc_v2": alloc,
             "cuMemFree_v2": free,
             "cuMemGetInfo_v2": lambda f, t: out(f, self.memory - self.used) or out(t, self.memory),
-            "cuMemcpyHtoDAsync_v2": memcpy,
-            "cuMemcpyDtoHAsync_v2": memcpy,
-            "cuMemcpyDtoDAsync_v2": memcpy,
+            "cuMemcpyHtoDAsync_v2": memcpy("htod"),
+            "cuMemcpyDtoHAsync_v2": memcpy("dtoh"),
+            "cuMemcpyDtoDAsync_v2": memcpy("dtod"),
             "cuMemsetD8Async": memset,
+            "cuStreamBeginCapture_v2": begin_capture,
+            "cuStreamEndCapture": end_capture,
+            "cuGraphInstantiateWithFlags": instantiate,
+            "cuGraphLaunch": graph_launch,
+            "cuGraphExecDestroy": lambda g: self.graphs.pop(g, None) and None,
+            "cuGraphDestroy": lambda g: self.graphs.pop(g, None) and None,
             "cuEventCreate": lambda e, flags: out(e, handle()),
             "cuEventRecord": lambda e, s: 0,
             "cuEventSynchronize": lambda e: 0,
@@ -588,6 +632,14 @@ class EmulatedLib:
     def array(self, ptr: int) -> np.ndarray:
         """The host buffer behind an emulated device pointer."""
         return self.blocks[ptr]
+
+    def launch(self, call) -> None:
+        """Run work issued on the stream (an interpreted kernel launch, a copy) now, or
+        record it while a capture is open, as the driver records launches into a graph."""
+        if self.recording is not None:
+            self.recording.append(call)
+        else:
+            call()
 
 
 # ---------------------------------------------------------------- cuda tensors' payload
@@ -654,7 +706,7 @@ class CudaArray:
 
     @staticmethod
     def from_numpy(device: CudaDevice, array: np.ndarray) -> "CudaArray":
-        array = np.ascontiguousarray(array)
+        array = np.asarray(array, order="C")  # (ascontiguousarray would make a 0-d array 1-d)
         out = CudaArray.empty(device, array.shape, array.dtype)
         device.copy_to_device(out.buffer, array)
         return out

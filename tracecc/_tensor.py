@@ -195,6 +195,8 @@ class Tensor:
         self._version = [0]
         self._base = None
         self.requires_grad = False
+        if _tracer is not None:  # made from data inside a trace: the tracer tracks it too
+            _tracer.made(self)
         if requires_grad:
             self.requires_grad_(True)
 

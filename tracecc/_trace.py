@@ -400,12 +400,17 @@ class Tracer:
         tensors = self.live_tensors()
         self.restore(tensors)
         inputs = set(self.graph.inputs)
+        moved: dict = {}  # host array -> its copy on the device (tensors sharing it share that)
         for t in tensors:
             if type(t._data) is Sym:
                 v = t._data.value
                 t._data = np.array(env[v]) if v in inputs else env[v]
                 if device is not None:
                     t._data = CudaArray.from_numpy(device, t._data)
+            elif device is not None and type(t._data) is np.ndarray and any(r() is t for r in self.tensors):
+                # made inside from data and updated (Adam's step count): to the graph's device
+                t._data = moved.get(id(t._data)) or moved.setdefault(
+                    id(t._data), CudaArray.from_numpy(device, t._data))
 
 
 def apply_writes(pairs) -> None:

@@ -101,11 +101,7 @@ def _key(prim, arrays, params):
 
 def _arg(array: cuda.CudaArray):
     """The Triton argument for an array's buffer (offset 0: views are in the kernel)."""
-    dtype = get_dtype(array.dtype)
-    if array.device.emulated:
-        host = array.device.driver.lib.array(array.buffer.ptr)
-        return launch.NPTensor(host.view(array.dtype), dtype)
-    return launch.DeviceArg(array.buffer, dtype)
+    return launch.buffer_arg(array.device, array.buffer, get_dtype(array.dtype))
 
 
 def kernel_for(prim, arrays, params) -> OpKernel:

@@ -128,6 +128,28 @@ class DeviceArg:
         return self.buffer.ptr
 
 
+class EmulatedArg(NPTensor):
+    """A buffer of the emulated test device as an interpreter argument: the host memory
+    behind its pointer (runtime/cuda.py EmulatedLib), plus the DeviceBuffer itself."""
+
+    __slots__ = ("buffer",)
+
+    def __init__(self, buffer, dtype, host: np.ndarray):
+        super().__init__(host.view(dtype.np), dtype)
+        self.buffer = buffer
+
+
+def buffer_arg(device, buffer, dtype, hold: bool = False):
+    """The kernel argument for a DeviceBuffer of `device` holding `dtype` (a tracecc DType).
+    On the emulated device only `hold=True` keeps the DeviceBuffer in the argument: the
+    interpreter can keep the last launch's arguments alive a while, and a buffer they held
+    would not go back to the allocator until then."""
+    if device.emulated:
+        host = device.driver.lib.array(buffer.ptr)
+        return EmulatedArg(buffer, dtype, host) if hold else NPTensor(host.view(dtype.np), dtype)
+    return DeviceArg(buffer, dtype)
+
+
 def _interpreter_libdevice():
     """numpy stand-ins for the libdevice functions generated code calls (interpreter only)."""
     import triton.language as tl
