@@ -47,10 +47,14 @@ def _default_saved(joint: Graph, fwd_live: set[Value], grads: list[Value]) -> li
     return saved
 
 
+def _size(n: int) -> str:
+    return f"{n / 1e6:.2f} MB" if n >= 100_000 else f"{n} bytes"
+
+
 def _describe(saved: list[Value]) -> str:
     total = sum(nbytes(v) for v in saved)
     inputs = sum(nbytes(v) for v in saved if v.role is not None)
-    return f"{len(saved)} values, {total} bytes ({inputs} of them forward inputs)"
+    return f"{len(saved)} values, {_size(total)} ({_size(inputs)} of them forward inputs)"
 
 
 def split_joint(joint: Graph, n_outputs: int, grads: list[Value],

@@ -104,6 +104,9 @@ def min_cut_saved(joint: Graph, n_outputs: int, fwd_live: set[Value],
                 stack.append(a)
     for v in needs:
         g.add_edge((v, "out"), SINK)
-    _, (source_side, _) = nx.minimum_cut(g, SOURCE, SINK)
+    # any max-flow algorithm gives the same partition (networkx takes the sink side as what
+    # can still reach the sink); Boykov-Kolmogorov is the fastest here (~20 ms for W5's block)
+    _, (source_side, _) = nx.minimum_cut(g, SOURCE, SINK,
+                                         flow_func=nx.algorithms.flow.boykov_kolmogorov)
     cut = {v for v in order if (v, "in") in source_side and (v, "out") not in source_side}
     return [v for v in joint.values() if v in cut]  # in graph order, for stable output
