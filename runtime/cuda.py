@@ -705,6 +705,12 @@ class CudaArray:
         return CudaArray(buf, device, dtype, shape)
 
     @staticmethod
+    def zeros(device: CudaDevice, shape, dtype) -> "CudaArray":
+        out = CudaArray.empty(device, shape, dtype)
+        device.fill_bytes(out.buffer, 0)
+        return out
+
+    @staticmethod
     def from_numpy(device: CudaDevice, array: np.ndarray) -> "CudaArray":
         array = np.asarray(array, order="C")  # (ascontiguousarray would make a 0-d array 1-d)
         out = CudaArray.empty(device, array.shape, array.dtype)

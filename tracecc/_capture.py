@@ -28,6 +28,7 @@ from .codegen.backends import get_backend
 from .passes.partition import split_joint
 from .passes.pipeline import run_passes, select_passes, verify_enabled
 from .passes.verify import verify
+from .runtime.cuda import CudaArray
 from .runtime.errors import AutogradError
 from .runtime.registry import Primitive
 
@@ -292,8 +293,13 @@ def _backward_node(name, runner, saved, grad_mask, seeds_meta, index, wrt, leaf)
             raise AutogradError(f"double backward through compiled function {name} is not "
                                 f"supported", hint="call the function eagerly (without compile) "
                                                    "where higher-order gradients are needed")
-        seeds = [np.require(g._data, requirements="C") if i == index else np.zeros(shape, dtype.np)
-                 for i, (shape, dtype) in enumerate(seeds_meta)]
+        data = g._data
+        if type(data) is CudaArray:  # seeds on the device of the outputs
+            seeds = [(data if data.is_root else data.copy()) if i == index else
+                     CudaArray.zeros(data.device, shape, dtype.np) for i, (shape, dtype) in enumerate(seeds_meta)]
+        else:
+            seeds = [np.require(data, requirements="C") if i == index else np.zeros(shape, dtype.np)
+                     for i, (shape, dtype) in enumerate(seeds_meta)]
         grads = iter(runner(list(saved) + seeds))
         return tuple(_make(next(grads)) if has else None for has in grad_mask)
 
