@@ -39,7 +39,9 @@ PASSES: list[Pass] = []
 
 def _register_builtin_passes() -> None:
     from .autograd import autograd
+    from .decompose import decompose
     from .simplify import simplify
+    PASSES.append(Pass("decompose", decompose, joint=True, required=True))
     PASSES.append(Pass("autograd", autograd, joint=True, required=True))
     PASSES.append(Pass("dce", dead_code_elimination))
     PASSES.append(Pass("simplify", simplify))

@@ -55,13 +55,17 @@ class Primitive:
     reduce: ReduceInfo | None = None
     lower: dict[str, Any] = field(default_factory=dict)
     doc: str = ""
+    decompose: Callable[..., Any] | None = None  # composites: (input tensors, params) -> tensor
 
     def __repr__(self) -> str:
         return f"<primitive {self.name}>"
 
 
-# "marker": tracer annotations for the autograd pass, never lowered (runtime/ops/autodiff.py)
-KINDS = ("pointwise", "reduction", "movement", "matmul", "index", "creation", "marker")
+# "marker": tracer annotations for the autograd pass, never lowered (runtime/ops/autodiff.py).
+# "composite": front-end functions recorded whole, expanded by the decompose pass
+# (tracecc/_composite.py); their `decompose` is the function.
+KINDS = ("pointwise", "reduction", "movement", "matmul", "index", "creation", "marker",
+         "composite")
 PRIMITIVES: dict[str, Primitive] = {}
 
 

@@ -236,8 +236,9 @@ def test_a_parameter_the_loss_does_not_reach_keeps_grad_none():
 
 
 def test_the_mnist_step_is_a_joint_graph_built_by_the_pass(tmp_path, monkeypatch):
-    """The traced step holds gradient requests; after the autograd pass the joint graph
-    has backward nodes and no markers, and the compiled step equals eager."""
+    """The traced step holds composites and gradient requests; after the decompose and
+    autograd passes the joint graph has primitives, backward nodes and no markers, and
+    the compiled step equals eager."""
     monkeypatch.setenv("TRACECC_DUMP_DIR", str(tmp_path))
     torch_like = []
     for _ in range(2):
@@ -264,7 +265,11 @@ def test_the_mnist_step_is_a_joint_graph_built_by_the_pass(tmp_path, monkeypatch
         np.testing.assert_allclose(pc.detach().numpy(), pe.detach().numpy(), rtol=1e-4, atol=1e-6)
     dumps = sorted(tmp_path.glob("step_*"))
     traced = (dumps[-1] / "000_traced.ir").read_text()
-    joint = (dumps[-1] / "001_autograd.ir").read_text()
+    decomposed = (dumps[-1] / "001_decompose.ir").read_text()
+    joint = (dumps[-1] / "002_autograd.ir").read_text()
+    # composites recorded whole, then decomposed into primitives
+    assert " = linear(" in traced and " = cross_entropy(" in traced
+    assert " = linear(" not in decomposed and " = cross_entropy(" not in decomposed
     assert traced.count(" = grad(") == 4 and "(backward)" in joint
     assert " = grad(" not in joint and "stop_gradient" not in joint
     assert "# pass autograd:" in joint

@@ -307,8 +307,12 @@ def test_locations_point_at_user_lines_and_backward_is_marked():
     first = inspect.getsourcelines(step)[1]
     matmul = next(n for n in g.nodes if n.op == "matmul" and n.region is None)
     assert matmul.loc.endswith(f"test_trace.py:{first + 1}")
-    # a gradient node points at the forward op it differentiates
-    backward = [n for n in g.nodes if n.region == "backward"]
+    # the traced graph holds the gradient request at the backward() line; after the
+    # autograd pass each gradient node points at the forward op it differentiates
+    requests = [n for n in g.nodes if n.region == "backward"]
+    assert requests and all(n.op == "grad" and n.loc.endswith(f"test_trace.py:{first + 3}")
+                            for n in requests)
+    backward = [n for n in cf._entries[0].final[0].nodes if n.region == "backward"]
     assert backward and {n.loc.rpartition(":")[2] for n in backward} <= {str(first + 1),
                                                                          str(first + 2)}
     assert "(backward)" in str(g)

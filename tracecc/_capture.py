@@ -408,8 +408,9 @@ class Entry:
         sink.stage("traced", self.graph, kind="graph")
         be = get_backend(backend)
         selected = select_passes(passes)
-        # passes over the whole program (autograd) run before it is split
-        joint = run_passes(self.graph, [p for p in selected if p.joint], log=sink)
+        # passes over the whole program (decompose, autograd) run before it is split; on a
+        # copy, so that self.graph stays the traced graph (explain, the cli)
+        joint = run_passes(self.graph.copy(), [p for p in selected if p.joint], log=sink)
         graphs = [joint]
         if self.aot is not None:
             aot = self.aot

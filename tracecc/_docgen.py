@@ -12,7 +12,7 @@ regenerates both pages and compares them with the committed files, so they canno
 
 Excerpts: a fenced block right after a marker comment such as
 
-    <!-- dump: train_step_1/005_kernels.kir kernel=red_fused_add_amax_eq_where_sub_2 max=20 -->
+    <!-- dump: train_step_1/006_kernels.kir kernel=red_fused_add_amax_eq_where_sub_2 max=20 -->
 
 is replaced by that part of the file `tracecc dump examples/tour_step.py` writes.
 Selectors, applied in this order: `kernel=NAME` (a kernel's block in .ir/.kir/.ll files),
@@ -215,12 +215,25 @@ def _traced_ops(fn, args) -> dict[str, int]:
     from ._compile import compile as tc_compile
     from ._explain import explain
 
+    from .passes.decompose import expand_composites
     report = explain(tc_compile(fn, backend="interpreter"), *args)
     counts: dict[str, int] = {}
     for g in report.traced:
+        g = g.copy()
+        expand_composites(g)
         for node in g.nodes:
-            counts[node.op] = counts.get(node.op, 0) + 1
+            if node.prim.kind != "marker":  # (the autograd pass removes them)
+                counts[node.op] = counts.get(node.op, 0) + 1
     return counts
+
+
+def _recorded_as(fn, args) -> str:
+    """The composite node a call is traced as, or "" when it is traced inline."""
+    from ._compile import compile as tc_compile
+    from ._explain import explain
+    ops = [n.op for g in explain(tc_compile(fn, backend="interpreter"), *args).traced
+           for n in g.nodes if n.prim.kind == "composite"]
+    return f"`{ops[0]}`" if ops else ""
 
 
 # ---------------------------------------------------------------- pages
@@ -242,7 +255,7 @@ def ops_markdown() -> str:
              "(movement ops as index arithmetic, never as copies).", ""]
     for kind in KINDS:
         group = [n for n in names if PRIMITIVES[n].kind == kind]
-        if not group:
+        if not group or kind == "composite":  # composites: in their own table below
             continue
         lines += [f"## {kind} ({len(group)})", "",
                   "| primitive | llvm | triton | kernel | VJP | notes |", "|---|---|---|---|---|---|"]
@@ -267,13 +280,17 @@ def ops_markdown() -> str:
               "in `tracecc/_functions.py` and `tracecc/nn/`), so the compiler sees through them",
               "and eager autograd differentiates them with the primitives' rules. Each was",
               "traced on a small example; the primitives it became, in order of first use,",
-              "with counts:", "",
-              "| composite | traced primitives |", "|---|---|"]
+              "with counts. Those with a *node* are registered composites",
+              "(`tracecc/_composite.py`): the trace records them as that one node and the",
+              "decompose pass (`passes/decompose.py`) expands them; the others are traced",
+              "inline.", "",
+              "| composite | node | traced primitives |", "|---|---|---|"]
     for name, fn, args in _composites():
         counts = _traced_ops(fn, args)
         ops_text = ", ".join(f"`{op}`" + (f" x{c}" if c > 1 else "") for op, c in counts.items())
-        lines.append(f"| `{name}` | {ops_text} |")
-    lines += ["", f"{len(names)} primitives, {len(_composites())} composites listed.", ""]
+        lines.append(f"| `{name}` | {_recorded_as(fn, args)} | {ops_text} |")
+    n_prims = sum(PRIMITIVES[n].kind != "composite" for n in names)
+    lines += ["", f"{n_prims} primitives, {len(_composites())} composites listed.", ""]
     return "\n".join(lines)
 
 

@@ -19,6 +19,7 @@ from .runtime.dtypes import get_dtype, result_type
 from .runtime.errors import DTypeError, ShapeError
 from .runtime.registry import PRIMITIVES as P
 from .runtime.shapes import broadcast_shapes, fmt, normalize_axes, normalize_axis
+from ._composite import composite
 from ._tensor import Size, Tensor, _make, apply
 
 _Number = (int, float, bool, np.number, np.bool_)
@@ -336,6 +337,7 @@ def isinf_neg(x):
     return eq(x, float("-inf"))  # noqa: F821
 
 
+@composite("logsumexp")
 def logsumexp(input, dim, keepdim=False):
     x = _to_float(input)
     m = _stable_max(x, dim)
@@ -344,12 +346,14 @@ def logsumexp(input, dim, keepdim=False):
     return out if keepdim else squeeze(out, dim)
 
 
+@composite("softmax")
 def softmax(input, dim, dtype=None):
     x = cast(input, dtype) if dtype is not None else _to_float(input)
     e = exp(sub(x, _stable_max(x, dim)))  # noqa: F821
     return div(e, sum(e, dim, keepdim=True))
 
 
+@composite("log_softmax")
 def log_softmax(input, dim, dtype=None):
     x = cast(input, dtype) if dtype is not None else _to_float(input)
     shifted = sub(x, _stable_max(x, dim))  # noqa: F821

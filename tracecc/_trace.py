@@ -34,6 +34,7 @@ import numpy as np
 from . import _grad_mode, _tensor as _tensor_mod
 from .passes.autograd import differentiate
 from .passes.bind import gradient_flow
+from .passes.decompose import expand_composites
 from .passes.interpret import interpret
 from .passes.ir import Graph, Value
 from .runtime.cuda import CudaArray
@@ -108,6 +109,8 @@ def short_location() -> str:
 
 
 class Tracer:
+    records_composites = True  # a composite call becomes one node (tracecc/_composite.py)
+
     def __init__(self, name: str, world, fullgraph: bool = True):
         self.graph = Graph(re.sub(r"[^A-Za-z0-9_.]", "", name) or "fn")  # "<lambda>" -> "lambda"
         self.world = world  # what the pre-scan found: names, roles and sources of tensors
@@ -387,15 +390,17 @@ class Tracer:
         _tensor_mod._tracer = None
         self.materialized = True
         env: dict = {}
-        _, replaced = differentiate(self.graph)  # gradient requests become gradient nodes
+        # the passes the graph cannot run without: composites and gradient requests expand
+        replaced = expand_composites(self.graph)
+        _, markers = differentiate(self.graph)
         arrays = self.input_arrays(random_arrays)
         # a graph on cuda tensors runs this once on the host; what it makes goes to the device
         device = next((a.device for a in arrays if type(a) is CudaArray), None)
         if device is not None:
             arrays = [a.numpy() if type(a) is CudaArray else a for a in arrays]
         interpret(self.graph, arrays, env=env)
-        for marker, value in replaced.items():
-            env[marker] = env[value]
+        for old, new in list(markers.items()) + list(replaced.items()):
+            env[old] = env[markers.get(new, new)]
         apply_writes([(lf.array, env[v]) for lf, v in self.writes()])
         tensors = self.live_tensors()
         self.restore(tensors)

@@ -3,7 +3,7 @@
     tracecc dump train.py --epochs 1        run a script with dumping on, list what it wrote
     tracecc show tracecc_dump --stage dce   print a stage of every dumped function
     tracecc graph step_0/000_traced.ir -o step.svg   draw a graph (DOT always; SVG/PNG via Graphviz)
-    tracecc run step_0/002_dce.ir           run a dumped graph on random inputs
+    tracecc run step_0/003_dce.ir           run a dumped graph on random inputs
     tracecc cache info|clear                the on-disk cache of compiled code
     tracecc bench                           the benchmark suite (when installed)
 """

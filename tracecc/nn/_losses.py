@@ -5,6 +5,7 @@ including ignore_index, class weights, label smoothing and the three reductions.
 from __future__ import annotations
 
 from .. import _functions as T
+from .._composite import composite
 from .._tensor import Tensor
 from ..runtime import dtypes
 from ..runtime.errors import DTypeError, InvalidArgumentError, ShapeError
@@ -35,6 +36,7 @@ def _class_view(weight: Tensor, ndim: int, class_dim: int) -> Tensor:
     return T.reshape(weight, tuple(-1 if d == class_dim else 1 for d in range(ndim)))
 
 
+@composite("nll_loss")
 def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average=None,
              ignore_index: int = -100, reduce=None, reduction: str = "mean") -> Tensor:
     """-input[n, target[n]] * weight[target[n]]; 'mean' divides by the summed weights of the
@@ -68,6 +70,7 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_a
     return _reduce(loss, reduction)
 
 
+@composite("cross_entropy")
 def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average=None,
                   ignore_index: int = -100, reduce=None, reduction: str = "mean",
                   label_smoothing: float = 0.0) -> Tensor:
@@ -124,6 +127,7 @@ def _check_same_shape(op, input, target):
                          f"{list(input.shape)}")
 
 
+@composite("mse_loss")
 def mse_loss(input: Tensor, target: Tensor, size_average=None, reduce=None,
              reduction: str = "mean") -> Tensor:
     diff = T.sub(input, target)
@@ -179,6 +183,7 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = 
     return _reduce(loss, _reduction(size_average, reduce, reduction))
 
 
+@composite("binary_cross_entropy_with_logits")
 def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tensor | None = None,
                                      size_average=None, reduce=None, reduction: str = "mean",
                                      pos_weight: Tensor | None = None) -> Tensor:

@@ -13,6 +13,7 @@ import math
 from .. import _functions as T
 from .. import _grad_mode
 from .. import random as _random
+from .._composite import composite
 from .._tensor import Tensor
 from ..runtime import dtypes
 from ..runtime.errors import DTypeError, InvalidArgumentError, ShapeError
@@ -28,6 +29,7 @@ from ._windows import (  # noqa: F401
 
 
 # ---------------------------------------------------------------- linear / embedding
+@composite("linear")
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """input @ weight.T + bias."""
     out = T.matmul(input, T.t(weight))
@@ -89,6 +91,7 @@ def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
     return input.copy_(out) if inplace else out
 
 
+@composite("gelu")
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:
     """x * Phi(x) with the exact erf form, or PyTorch's tanh approximation."""
     if approximate == "none":
@@ -102,6 +105,7 @@ def gelu(input: Tensor, approximate: str = "none") -> Tensor:
     raise InvalidArgumentError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
 
 
+@composite("silu")
 def silu(input: Tensor, inplace: bool = False) -> Tensor:
     out = T.mul(input, T.sigmoid(input))
     return input.copy_(out) if inplace else out
@@ -112,6 +116,7 @@ def mish(input: Tensor, inplace: bool = False) -> Tensor:
     return input.copy_(out) if inplace else out
 
 
+@composite("softplus")
 def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
     """log(1 + exp(beta x)) / beta, linear above threshold (for stability, as PyTorch)."""
     scaled = T.mul(input, beta)
@@ -211,6 +216,7 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
     return out
 
 
+@composite("layer_norm")
 def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,
                bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
     """Normalise over the last len(normalized_shape) dimensions."""
