@@ -1,7 +1,8 @@
 """One-shot check of the Triton backend on an NVIDIA GPU: every kernel kind against numpy,
 then W1-W3 (../shared/BENCHMARKS.md, GPU sizes) timed against the device's copy
-bandwidth, launch overhead with and without CUDA graphs, fused matmul throughput and the
-W4 step's device time. Prints one table; exits 1 if any result is wrong.
+bandwidth, launch overhead with and without CUDA graphs, fused matmul throughput, the
+W4 step's device time, and the whole W4 step compiled on cuda tensors (wall time per
+call, CUDA graphs on and off). Prints one table; exits 1 if any result is wrong.
 
     python benchmarks/gpu_check.py                 # NVIDIA GPU + triton (no torch), < 5 min
     python benchmarks/gpu_check.py --dry-run       # no GPU: Triton's interpreter, tiny sizes
@@ -448,6 +449,70 @@ def mlp_step_time(c: Check):
         c.guarded("W4", f"W4 batch {batch}", run)
 
 
+def compiled_cuda_step(c: Check):
+    """W4's whole step compiled on cuda tensors (tracecc.compile with backend "auto": the
+    parameters, grads and batch live on the device; kernels read and update them in place):
+    three steps against the same steps eager on the cpu, then the wall time per step
+    as a user sees it (guards, launches or graph replay, the final synchronize), with CUDA
+    graphs on and off. The dry run uses the emulated test device."""
+    old = {k: os.environ.get(k) for k in ("TRACECC_CUDA_EMULATE", "TRACECC_CUDA_GRAPHS")}
+    if c.dry:
+        os.environ["TRACECC_CUDA_EMULATE"] = "1"
+    try:
+        for batch in ((4,) if c.dry else (512, 4096)):
+            for graphs in ("1", "0"):
+                os.environ["TRACECC_CUDA_GRAPHS"] = graphs
+                c.guarded("W4cuda", f"W4 compiled cuda batch {batch}",
+                          lambda batch=batch, graphs=graphs: _compiled_cuda_step(c, batch, graphs == "1"))
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _compiled_cuda_step(c: Check, batch: int, graphs: bool):
+    tc = c.tc
+    F, nn = tc.nn.functional, tc.nn
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((batch, 784), dtype=np.float32)
+    y = rng.integers(0, 10, batch)
+    runs = {}
+    for device in ("cpu", "cuda"):
+        tc.manual_seed(0)
+        model = nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(),
+                              nn.Linear(64, 10)).to(device)
+        opt = tc.optim.SGD(model.parameters(), lr=0.01)
+        xs, ys = tc.from_numpy(x).to(device), tc.from_numpy(y).to(device)
+
+        def step(x, y, model=model, opt=opt):
+            opt.zero_grad()
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+
+        if device == "cuda":
+            step = tc.compile(step)
+        losses = [step(xs, ys) for _ in range(3)]  # on cuda the third call captures the graph
+        if device == "cuda" and not all(t.is_cuda for t in [*losses, *model.parameters()]):
+            raise RuntimeError("a result left the device")
+        runs[device] = [float(v) for v in losses] + [p.detach().cpu().numpy() for p in model.parameters()]
+        if device == "cuda":
+            mode = "graph replay" if graphs else "kernels launched from Python"
+            if c.dry:
+                c.row("W4cuda", f"W4 compiled cuda step batch {batch} ({'graphs' if graphs else 'no graphs'})",
+                      "n/a", "", f"emulated device: {mode}")
+            else:
+                dev = tc.runtime.cuda.get_device()
+                ms = dev.host_time_ms(lambda: step(xs, ys), repeat=100)
+                c.row("W4cuda", f"W4 compiled cuda step batch {batch} ({'graphs' if graphs else 'no graphs'})",
+                      f"{ms * 1e3:.0f} us/step", "", f"wall time per call incl. guards; {mode}")
+    c.compare("W4cuda", f"W4 compiled cuda vs eager cpu, 3 steps, batch {batch}"
+              f"{'' if graphs else ' (no graphs)'}", runs["cuda"], runs["cpu"], 1e-4, 1e-5)
+
+
 def eager_cuda(c: Check):
     """Eager ops on cuda tensors (single-op Triton kernels, codegen/triton/eager.py) against
     numpy, and two eager W4 SGD steps on cuda against the same steps on the cpu. The dry run
@@ -526,7 +591,7 @@ def main(argv=None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="no GPU: Triton's interpreter at tiny sizes")
     parser.add_argument("--json", help="write the rows as JSON to this file")
     parser.add_argument("--skip", nargs="*", default=[],
-                        choices=["correct", "eager", "workloads", "launch", "matmul", "w4"],
+                        choices=["correct", "eager", "cudastep", "workloads", "launch", "matmul", "w4"],
                         help="sections to leave out")
     args = parser.parse_args(argv)
     use_checkout_if_not_installed()
@@ -547,6 +612,8 @@ def main(argv=None) -> int:
         correctness(c)
     if "eager" not in args.skip:
         eager_cuda(c)
+    if "cudastep" not in args.skip:
+        compiled_cuda_step(c)
     bandwidth = copy_bandwidth(c)
     if "workloads" not in args.skip:
         workloads(c, bandwidth)
