@@ -25,9 +25,11 @@ OSError.
 **The emulated device (tests only).** With TRACECC_CUDA_EMULATE=1 the driver is
 `EmulatedLib`: a host-memory stand-in for libcuda (allocations are numpy buffers, copies
 are memmove, synchronisation does nothing, the allocator's statistics are real) and
-kernels run under Triton's interpreter. It exists so that CI, which has no GPU, can run
-the cuda code paths; it is never chosen without that variable, and its device name says
-what it is.
+kernels run under Triton's interpreter. CUDA graphs are emulated by recording: what is
+issued on the stream while a capture is open is recorded, and launching the graph runs the
+recording. Copies are counted by direction, so tests can assert what crossed to the host.
+It exists so that CI, which has no GPU, can run the cuda code paths; it is never chosen
+without that variable, and its device name says what it is.
 """
 
 from __future__ import annotations
@@ -512,7 +514,12 @@ class EmulatedLib:
     by TRACECC_CUDA_EMULATE=1, never silently). Each cu* symbol is a Python function with
     the driver's calling convention (outputs through byref arguments), so Driver, the
     caching allocator and CudaDevice run unchanged on it. Device pointers are the
-    addresses of numpy buffers; `array(ptr)` gives that buffer to the interpreter."""
+    addresses of numpy buffers; `array(ptr)` gives that buffer to the interpreter.
+
+    Graph capture is emulated by recording, not by a driver: between cuStreamBeginCapture
+    and cuStreamEndCapture, copies and the kernel launches tracecc issues through
+    `launch()` are recorded instead of run, and cuGraphLaunch runs the recording. That
+    tests which work is captured and with which buffers, not a real graph's behaviour."""
 
     def __init__(self, memory: int = 16 << 30):
         self.memory, self.used = memory, 0
