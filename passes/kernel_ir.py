@@ -211,6 +211,13 @@ class Program:
     outputs: list[str]
 
 
+def traffic_bytes(program: Program) -> int:
+    """Bytes the kernels move if each reads each of its buffers once and writes each once:
+    the memory traffic fusion is there to cut."""
+    size = {b.name: b.numel * b.dtype.itemsize for b in program.buffers.values()}
+    return sum(size.get(b, 0) for k in program.kernels for b in set(k.reads()) | set(k.writes()))
+
+
 # ---------------------------------------------------------------- traversal
 def children(e) -> tuple:
     if isinstance(e, Op):

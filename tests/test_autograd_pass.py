@@ -8,6 +8,8 @@ backward calls and double backward, the compiled function does too."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -273,3 +275,11 @@ def test_the_mnist_step_is_a_joint_graph_built_by_the_pass(tmp_path, monkeypatch
     assert traced.count(" = grad(") == 4 and "(backward)" in joint
     assert " = grad(" not in joint and "stop_gradient" not in joint
     assert "# pass autograd:" in joint
+    # the fused dump reports the kernel count and the traffic fusion saved
+    fused = next(dumps[-1].glob("*_fused.ir")).read_text()
+    m = re.search(r"# fusion: (\d+) nodes -> (\d+) kernels; memory traffic ([\d.]+) (KB|MB) "
+                  r"\(one kernel per op: ([\d.]+) (KB|MB)\)", fused)
+    assert m, fused[:400]
+    scale = {"KB": 1e3, "MB": 1e6}
+    assert int(m[2]) <= 16 < int(m[1])
+    assert float(m[3]) * scale[m[4]] < 0.8 * float(m[5]) * scale[m[6]]
