@@ -108,3 +108,20 @@ def test_exp_family_loops_are_interleaved_and_erf_is_not(monkeypatch):
         if op in ("sigmoid", "exp", "tanh"):
             ref = {"sigmoid": lambda v: 1 / (1 + np.exp(-v)), "exp": np.exp, "tanh": np.tanh}[op]
             np.testing.assert_allclose(cp(bufs)["y"], ref(x.astype(np.float64)), rtol=1e-6)
+
+
+def test_strided_sum_broadcast_over_columns_runs_blocked():
+    """y[i, j] = sum_r x[r, i] for every j (a broadcast before a transpose, as in W5's
+    backward): no load depends on j and the rows are strided, so j goes innermost."""
+    R, I, J = 8, 50, 70
+    i, j, r = LoopVar("i0", I), LoopVar("i1", J), LoopVar("r0", R)
+    k = Kernel("red_fused_sum_0", "reduction", (i, j), (
+        Phase((r,), reductions=(Reduction("s", "add", Load("x", Index.affine([(r, I), (i, 1)]), float32),
+                                          float32),)),
+        Phase((), stores=(Store("y", Index.affine([(i, J), (j, 1)]), RowValue("s", float32)),)),
+    ))
+    assert _column_var(k) is j
+    x = rng.standard_normal((R, I)).astype(np.float32)
+    bufs = {"x": x.ravel(), "y": np.zeros(I * J, np.float32)}
+    out = compiled_program(k, bufs)(bufs)["y"].reshape(I, J)
+    np.testing.assert_allclose(out, np.repeat(x.sum(0)[:, None], J, 1), rtol=1e-6)

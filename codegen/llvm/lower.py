@@ -463,7 +463,9 @@ COLUMN_BLOCK = 1024
 def _column_var(k: Kernel):
     """The innermost outer loop variable of a reduction kernel, when every load that depends
     on it reads along it with unit stride (a column reduction: its rows run down the
-    columns), else None. Loads that do not depend on it (per-row values) stay loop-invariant."""
+    columns), or when none does and the reductions are not contiguous either (the same
+    strided sum for every column, e.g. broadcast before a transpose: vectorised over the
+    columns at least); else None. Loads that do not depend on it stay loop-invariant."""
     if k.kind != "reduction" or k.matmul is not None or not k.outer or k.outer[-1].size < 2:
         return None
     if any(r.combine in ("argmax", "argmin") for p in k.phases for r in p.reductions):
@@ -471,11 +473,17 @@ def _column_var(k: Kernel):
     if not any(p.loops and p.reductions for p in k.phases):
         return None
     col = k.outer[-1]
-    reading = [[t for t in e.index.terms if t.var is not None and t.var.name == col.name]
-               for e in walk_kernel(k) if isinstance(e, Load)]
-    reading = [terms for terms in reading if terms]
-    unit = all(any(t.stride == 1 and t.div == 1 and not t.mod for t in terms) for terms in reading)
-    return col if reading and unit else None
+    loads = [e for e in walk_kernel(k) if isinstance(e, Load)]
+
+    def unit(load, names):
+        return any(t.var is not None and t.var.name in names and t.stride == 1 and t.div == 1
+                   and not t.mod for t in load.index.terms)
+
+    reading = [ld for ld in loads if any(t.var is not None and t.var.name == col.name for t in ld.index.terms)]
+    if reading:
+        return col if all(unit(ld, {col.name}) for ld in reading) else None
+    inner = {p.loops[-1].name for p in k.phases if p.loops and p.reductions}
+    return None if any(unit(ld, inner) for ld in loads) else col
 
 
 _HEAVY = {"exp", "log", "tanh", "sigmoid", "erf", "log1p", "expm1", "pow", "sin", "cos", "div", "sqrt"}
