@@ -236,23 +236,39 @@ def _transpose_last(rw, v):
 
 
 def matmul_by_constant(n, rw):
-    """A matmul with a constant operand (the backward of a mean multiplies its broadcast
-    gradient by a weight) is a scaled sum: c @ B = c * (column sums of B), A @ c = c * (row
-    sums of A). Summing costs K*N instead of M*N*K multiply-adds."""
+    """A matmul with a uniform operand (every element the same: a constant, or a broadcast
+    scalar such as the gradient of a mean flowing into a linear layer's weight gradient)
+    is a scaled sum: c @ B = c * (column sums of B), A @ c = c * (row sums of A). Summing
+    costs K*N instead of M*N*K multiply-adds."""
     a, b = n.inputs
     out = tuple(n.type.shape)
-    c = rw.const_of(a)
+    c = _uniform(rw, a)
     if c is not None:
         summed = rw.emit("sum", [b], axes=(len(b.type.shape) - 2,), keepdim=True)
     else:
-        c = rw.const_of(b)
+        c = _uniform(rw, b)
         if c is None:
             return None
         summed = rw.emit("sum", [a], axes=(len(a.type.shape) - 1,), keepdim=True)
     if summed.type.dtype is not n.type.dtype:
         return None
-    scaled = rw.emit("mul", [summed, rw.emit("full", [], shape=(), value=c, dtype=n.type.dtype)])
+    scaled = rw.emit("mul", [summed, c])
     return scaled if tuple(scaled.type.shape) == out else rw.emit("expand", [scaled], shape=out)
+
+
+def _uniform(rw, v):
+    """A 0-d value every element of v equals (v is a constant, or movement ops of one
+    element), else None."""
+    while True:
+        c = rw.const_of(v)
+        if c is not None:
+            return rw.emit("full", [], shape=(), value=c, dtype=v.type.dtype)
+        if math.prod(v.type.shape) == 1:
+            return v if v.type.shape == () else rw.emit("reshape", [v], shape=())
+        node = rw.node_of(v)
+        if node is None or node.op not in ("expand", "reshape", "permute"):
+            return None
+        v = node.inputs[0]
 
 
 def expand_of_constant(n, rw):

@@ -139,3 +139,23 @@ def test_matmul_by_a_constant_becomes_a_scaled_sum():
     assert "matmul" not in ops(s)
     inputs = random_inputs(g)
     np.testing.assert_allclose(interpret(s, inputs)[0], interpret(g, inputs)[0], rtol=1e-5)
+
+
+def test_matmul_by_a_broadcast_scalar_becomes_a_scaled_sum():
+    """The gradient of a mean (a scalar broadcast, then reshaped and transposed) flowing
+    into a weight gradient: no matmul remains, and a broadcast of a real vector is kept."""
+    g = parse_graph("""graph f(%g: f32[], %h: f32[6,4], %v: f32[1,4], %w: f32[4,5]) {
+      %e = expand(%g, shape=(2, 3, 4)) : f32[2,3,4]
+      %r = reshape(%e, shape=(6, 4)) : f32[6,4]
+      %t = permute(%r, dims=(1, 0)) : f32[4,6]
+      %m = matmul(%t, %h) : f32[4,4]
+      %b = expand(%v, shape=(6, 4)) : f32[6,4]
+      %n = matmul(%b, %w) : f32[6,5]
+      return (%m, %n)
+    }""")
+    s = simplify(g.copy())
+    verify(s)
+    assert ops(s).count("matmul") == 1  # %n: rows of a vector are not uniform
+    inputs = random_inputs(g)
+    for a, b in zip(interpret(s, inputs), interpret(g, inputs)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
