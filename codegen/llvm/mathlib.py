@@ -226,15 +226,18 @@ class _Emitter:
         n1 = self.b.ashr(n, self.ci(1))
         return self.b.fmul(self.b.fmul(y, self.pow2(n1)), self.pow2(self.b.sub(n, n1)))
 
+    def split_scale(self, q, m):
+        """For m = n + 2*bias: (2**ceil(n/2) * (1 + q) rounded once by an fma, m1 = floor(n/2) +
+        bias). Both halves of 2**n are normal over exp's whole range."""
+        m1 = self.b.ashr(m, self.ci(1))
+        s1 = self.from_bits(self.b.shl(self.b.sub(m, m1), self.ci(self.t.mant)))
+        return self.fma(q, s1, s1), m1
+
     def scale1p(self, q, m):
-        """2**n * (1 + q) for m = n + 2*bias, rounded once (an fma) when the result is normal:
-        2**n as two powers of two 2**ceil(n/2) * 2**floor(n/2), each normal over exp's whole
-        range, so subnormal results round once more (at the last, exact-or-underflowing multiply)."""
-        mant = self.ci(self.t.mant)
-        m1 = self.b.ashr(m, self.ci(1))  # floor(n/2) + bias
-        s1 = self.from_bits(self.b.shl(self.b.sub(m, m1), mant))
-        s2 = self.from_bits(self.b.shl(m1, mant))
-        return self.b.fmul(self.fma(q, s1, s1), s2)
+        """2**n * (1 + q), rounded once when the result is normal (the last multiply by a power of
+        two is exact); subnormal results round once more there."""
+        t, m1 = self.split_scale(q, m)
+        return self.b.fmul(t, self.from_bits(self.b.shl(m1, self.ci(self.t.mant))))
 
     def reduce_ln2(self, x):
         """x = n*ln2 + r with n = rint(x/ln2): returns (n as int, r). Needs |x/ln2| < 2**(mant-1)."""
@@ -304,6 +307,10 @@ class MathLib:
     def _exp_core(self, e: _Emitter, x, upper: bool):
         """exp(x); upper=False when the caller knows x <= 0 (no overflow clamp needed).
         NaN needs no select: the clamp's selects pass it and every later step propagates it."""
+        return e.scale1p(*self._exp_parts(e, x, upper))
+
+    def _exp_parts(self, e: _Emitter, x, upper: bool):
+        """exp(x) = 2**n * (1 + q): returns (q, n + 2*bias)."""
         t = e.t
         if upper:
             x = e.sel(e.gt(x, e.c(t.exp_hi)), e.c(t.exp_hi), x)
@@ -316,7 +323,7 @@ class MathLib:
         r = e.fma(nf, e.c(-t.ln2_lo), r)
         r2 = e.b.fmul(r, r)
         q = e.fma(e.estrin(r, _EXP_P[t.bits]), r2, r)  # exp(r) - 1
-        return e.scale1p(q, m)
+        return q, m
 
     def _expm1(self, e: _Emitter, x):
         t = e.t
@@ -395,9 +402,13 @@ class MathLib:
         return e.sel(e.isnan(x), x, y)
 
     def _sigmoid(self, e: _Emitter, x):
-        ex = self._exp_core(e, e.b.fneg(e.fabs(x)), upper=False)  # NaN in: NaN throughout
-        num = e.sel(e.b.fcmp_ordered(">=", x, e.c(0.0)), e.c(1.0), ex)
-        return e.b.fdiv(num, e.b.fadd(e.c(1.0), ex))
+        """{1 or e}/(1 + e), e = exp(-|x|) = t * 2**h (h = floor(n/2) <= 0), computed as
+        {2**-h or t}/(2**-h + t): the multiply by 2**h cancels, and a subnormal result is
+        rounded once, by the division. NaN in: NaN throughout."""
+        t, m1 = e.split_scale(*self._exp_parts(e, e.b.fneg(e.fabs(x)), upper=False))
+        inv = e.from_bits(e.b.shl(e.b.sub(e.ci(2 * e.t.bias), m1), e.ci(e.t.mant)))  # 2**-h
+        num = e.sel(e.b.fcmp_ordered(">=", x, e.c(0.0)), inv, t)
+        return e.b.fdiv(num, e.b.fadd(inv, t))
 
     def _erf(self, e: _Emitter, x):
         a = e.fabs(x)
