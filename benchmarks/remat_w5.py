@@ -14,33 +14,14 @@ bytes (what stays alive from the forward until the backward runs).
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import time
 
 import numpy as np
 
 import tracecc
-from tracecc.bench.workloads import GPT_PARAMS, SIZES, _tc_gelu_tanh, _tc_layer_norm, _w5_data
+from tracecc.bench.workloads import GPT_PARAMS, SIZES, _w5_data, tc_gpt_block
 from tracecc.passes.remat import nbytes
-
-
-def block_fn(dims, params, future):
-    B, T, D, H = dims["B"], dims["T"], dims["D"], dims["H"]
-    scale = 1.0 / math.sqrt(D // H)
-    layer_norm, gelu = _tc_layer_norm(), _tc_gelu_tanh()
-
-    def gpt_block(x):  # W5's block, forward only: returns the block's output
-        ln1_w, ln1_b, attn_w, attn_b, proj_w, proj_b, ln2_w, ln2_b, fc_w, fc_b, out_w, out_b = params
-        q, k, v = (layer_norm(x, ln1_w, ln1_b) @ attn_w.t() + attn_b).split(D, dim=-1)
-        q, k, v = (t.reshape(B, T, H, D // H).transpose(1, 2) for t in (q, k, v))
-        s = (q @ k.transpose(-2, -1)) * scale
-        a = tracecc.softmax(s.masked_fill(future, float("-inf")), dim=-1) @ v
-        x = x + (a.transpose(1, 2).reshape(B, T, D) @ proj_w.t() + proj_b)
-        h = gelu(layer_norm(x, ln2_w, ln2_b) @ fc_w.t() + fc_b)
-        return x + (h @ out_w.t() + out_b)
-
-    return gpt_block
 
 
 def main(argv=None):
@@ -55,7 +36,7 @@ def main(argv=None):
     T = dims["T"]
     future = tracecc.tensor(np.triu(np.ones((T, T), bool), 1))
     x = tracecc.tensor(d["x"])
-    fn = block_fn(dims, params, future)
+    fn = tc_gpt_block(dims, params, future)
     variants = {r: tracecc.compile(fn, backend=args.backend, options={"remat": r}) for r in (False, True)}
 
     def step(f):

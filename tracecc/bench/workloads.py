@@ -446,19 +446,16 @@ def w5_numpy(dims, d, env):
     return step
 
 
-def w5_tracecc(dims, d, env):
+def tc_gpt_block(dims, params, future):
+    """W5's block in tracecc, forward only: x -> the block's output (also used by
+    benchmarks/remat_w5.py)."""
     import tracecc
 
     B, T, D, H = dims["B"], dims["T"], dims["D"], dims["H"]
     scale = 1.0 / math.sqrt(D // H)
-    x = env.tensor(d["x"])
-    params = [env.tensor(d[k], requires_grad=True) for k in GPT_PARAMS]
-    future = env.tensor(np.triu(np.ones((T, T), bool), 1))
     layer_norm, gelu = _tc_layer_norm(), _tc_gelu_tanh()
 
-    def gpt_block_step(x):
-        for p in params:  # zero grads
-            p.grad = None
+    def gpt_block(x):
         ln1_w, ln1_b, attn_w, attn_b, proj_w, proj_b, ln2_w, ln2_b, fc_w, fc_b, out_w, out_b = params
         q, k, v = (layer_norm(x, ln1_w, ln1_b) @ attn_w.t() + attn_b).split(D, dim=-1)
         q, k, v = (t.reshape(B, T, H, D // H).transpose(1, 2) for t in (q, k, v))
@@ -466,7 +463,22 @@ def w5_tracecc(dims, d, env):
         a = tracecc.softmax(s.masked_fill(future, float("-inf")), dim=-1) @ v
         x = x + (a.transpose(1, 2).reshape(B, T, D) @ proj_w.t() + proj_b)
         h = gelu(layer_norm(x, ln2_w, ln2_b) @ fc_w.t() + fc_b)
-        loss = (x + (h @ out_w.t() + out_b)).mean()
+        return x + (h @ out_w.t() + out_b)
+
+    return gpt_block
+
+
+def w5_tracecc(dims, d, env):
+    T = dims["T"]
+    x = env.tensor(d["x"])
+    params = [env.tensor(d[k], requires_grad=True) for k in GPT_PARAMS]
+    future = env.tensor(np.triu(np.ones((T, T), bool), 1))
+    block = tc_gpt_block(dims, params, future)
+
+    def gpt_block_step(x):
+        for p in params:  # zero grads
+            p.grad = None
+        loss = block(x).mean()
         loss.backward()
         return loss
 
