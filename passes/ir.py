@@ -29,6 +29,7 @@ ROLES = (
     "tensor",    # any other tensor the function read (closure, global)
     "const",     # a tensor the function created from Python/numpy data: fixed per graph
     "random",    # random numbers the compiled call draws from the generator before running
+    "hyper",     # an optimizer hyperparameter (the lr), a 0-d float64 fetched on every call
     "grad_out",  # backward graphs: the gradient flowing into an output of the forward graph
     "saved",     # backward graphs: a forward value saved for the backward graph
 )

@@ -167,17 +167,24 @@ def test_returned_loss_is_like_eager_with_its_graph_already_used():
                 loss.backward()
 
 
-def test_learning_rate_change_is_a_guard():
+def test_learning_rate_is_an_input_and_momentum_a_guard():
+    """A new lr is read by the same graph (no recompile); a new momentum is baked in, so
+    it recompiles. Either way the results stay eager's, bit for bit."""
     model, opt = _setup(OPTIMIZERS["sgd_momentum"])
     ref_model, ref_opt = _setup(OPTIMIZERS["sgd_momentum"])
     step = tc.compile(_step_fn(model, opt), **REF)
     ref = _step_fn(ref_model, ref_opt)
-    for i, (x, y) in enumerate(_batches(6)):
+    for i, (x, y) in enumerate(_batches(8)):
         if i == 3:
             opt.param_groups[0]["lr"] = ref_opt.param_groups[0]["lr"] = 0.01
+        if i == 4:
+            assert len(step._entries) == 1
+        if i == 6:
+            opt.param_groups[0]["momentum"] = ref_opt.param_groups[0]["momentum"] = 0.5
         assert step(x, y).item() == ref(x, y).item()
-    _assert_same((ref_model, ref_opt), (model, opt), "after the lr change")
+        _assert_same((ref_model, ref_opt), (model, opt), f"step {i}")
     assert len(step._entries) == 2
+    assert [v.role for v in step.graphs[0].inputs].count("hyper") == 1
 
 
 def test_fullgraph_false_step_with_item_inside_runs_eagerly_and_matches():

@@ -33,7 +33,7 @@ from .runtime.errors import AutogradError
 from .runtime.registry import Primitive
 
 # how a compiled call fetches each graph input
-ARG, TENSOR, GRAD, RANDOM, CONST = range(5)
+ARG, TENSOR, GRAD, RANDOM, CONST, HYPER = range(6)
 _KIND = {"arg": ARG, "tensor": TENSOR, "grad": GRAD, "random": RANDOM, "const": CONST}
 
 
@@ -196,7 +196,7 @@ def _finish(cf, tracer: Tracer, result, tensors, world, trace_ms) -> Captured:
     graph.notes.insert(0, f"traced {cf.__name__} at {cf._call_site}: {len(graph.nodes)} nodes, "
                           f"{trace_ms:.1f} ms")
     entry = Entry(cf.__name__, graph, sources, spec, out_dtypes, effects, aot, world,
-                  cf._call_site)
+                  cf._call_site, {(id(h[1]), h[2], h[3]) for h in tracer.hypers})
     if spent is not None:
         entry.spent = spent
         entry.simple = False
@@ -215,10 +215,14 @@ def _sources(tracer: Tracer) -> list:
     after the trace were created inside the function from data: they are constants."""
     by_input = {lf.input: lf for lf in tracer.lifted.values()}
     random = dict(tracer.random)
+    hypers = {h[0]: h[1:4] for h in tracer.hypers}
     sources = []
     for v in tracer.graph.inputs:
         if v in random:
             sources.append((RANDOM, random[v]))
+            continue
+        if v in hypers:  # (optimizer, group index, key)
+            sources.append((HYPER, hypers[v]))
             continue
         if v.role == "grad_out":
             continue
@@ -318,7 +322,7 @@ class Entry:
     guards beyond the argument key, and how results go back (outputs, writes, .grad)."""
 
     def __init__(self, name, graph, sources, spec: Spec, out_dtypes, grad_effects, aot, world,
-                 traced_at: str):
+                 traced_at: str, lifted=frozenset()):
         self.name = name
         self.graph = graph
         self.sources = sources
@@ -330,8 +334,11 @@ class Entry:
         self.modules = list(world.modules)
         self.optimizers = list(world.optimizers)
         self.roots = list(world.roots)
-        self.python_state = python_state(self.modules, self.optimizers, self.roots)
-        self._python_desc = describe_python_state(self.modules, self.optimizers, self.roots)
+        # hyperparameters fetched as inputs (the lr) are not guarded
+        self.lifted = frozenset(lifted)
+        self.python_state = python_state(self.modules, self.optimizers, self.roots, self.lifted)
+        self._python_desc = describe_python_state(self.modules, self.optimizers, self.roots,
+                                                  self.lifted)
         self.write_inputs = [graph.inputs.index(a) for a, _ in graph.writes]
         self.traced_at = traced_at
         self.objects: list = []  # identity-keyed argument objects, kept alive with the entry
@@ -394,9 +401,9 @@ class Entry:
             if shape is not None and (g._data.shape != shape or g._dtype is not dtype):
                 return f"%{name}: now {g.dtype.name}{list(g.shape)}, traced as {dtype.name}{list(shape)}"
         if (self.modules or self.optimizers or self.roots) and \
-                python_state(self.modules, self.optimizers, self.roots) != self.python_state:
-            return first_difference(self._python_desc,
-                                    describe_python_state(self.modules, self.optimizers, self.roots))
+                python_state(self.modules, self.optimizers, self.roots, self.lifted) != self.python_state:
+            return first_difference(self._python_desc, describe_python_state(
+                self.modules, self.optimizers, self.roots, self.lifted))
         return None
 
     def compile(self, backend: str, sink, passes=None, remat=None) -> None:
@@ -458,6 +465,9 @@ class Entry:
                 arrays.append(obj.grad._data)
             elif kind == RANDOM:
                 arrays.append(obj())
+            elif kind == HYPER:
+                opt, index, key = obj
+                arrays.append(np.array(float(opt.param_groups[index][key])))
             else:
                 arrays.append(obj)
         return arrays

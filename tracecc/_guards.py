@@ -315,10 +315,12 @@ class World:
         return python_state(self.modules, self.optimizers, self.roots)
 
 
-def _state_items(modules, optimizers, roots):
+def _state_items(modules, optimizers, roots, lifted=frozenset()):
     """(field, value) pairs a trace baked in: module training flags and which parameter and
     buffer objects they hold; optimizer hyperparameters, parameter lists, scalar state and
-    state tensor objects; whether the globals/closure variables still name the same objects."""
+    state tensor objects; whether the globals/closure variables still name the same objects.
+    `lifted`: (id(optimizer), group index, key) of hyperparameters that are graph inputs
+    (the lr): a compiled call fetches them, so they are not guarded."""
     for path, m in modules:
         yield f"{path}.training", m.training
         yield f"{path} parameters (identity)", tuple(map(id, getattr(m, "_parameters", {}).values()))
@@ -328,7 +330,7 @@ def _state_items(modules, optimizers, roots):
             for k, v in group.items():
                 if k == "params":
                     yield f"{oname}.param_groups[{gi}] params (identity)", tuple(map(id, v))
-                elif isinstance(v, _SCALARS + (tuple,)):
+                elif isinstance(v, _SCALARS + (tuple,)) and (id(opt), gi, k) not in lifted:
                     yield f"{oname}.param_groups[{gi}][{k!r}]", v
         yield f"{oname}.state (entries)", len(opt.state)
         for si, state in enumerate(opt.state.values()):
@@ -350,7 +352,7 @@ def _cell(cell):
         return None
 
 
-def python_state(modules, optimizers, roots=()) -> tuple:
+def python_state(modules, optimizers, roots=(), lifted=frozenset()) -> tuple:
     """The values of _state_items, without the names: this runs on every compiled call."""
     vals = []
     add = vals.append
@@ -359,11 +361,11 @@ def python_state(modules, optimizers, roots=()) -> tuple:
         add(tuple(map(id, getattr(m, "_parameters", {}).values())))
         add(tuple(map(id, getattr(m, "_buffers", {}).values())))
     for _, opt in optimizers:
-        for group in opt.param_groups:
+        for gi, group in enumerate(opt.param_groups):
             for k, v in group.items():
                 if k == "params":
                     add(tuple(map(id, v)))
-                elif isinstance(v, _SCALARS + (tuple,)):
+                elif isinstance(v, _SCALARS + (tuple,)) and not (lifted and (id(opt), gi, k) in lifted):
                     add(v)
         add(len(opt.state))
         for state in opt.state.values():
@@ -378,8 +380,8 @@ def python_state(modules, optimizers, roots=()) -> tuple:
     return tuple(vals)
 
 
-def describe_python_state(modules, optimizers, roots=()) -> list[tuple[str, object]]:
-    return list(_state_items(modules, optimizers, roots))
+def describe_python_state(modules, optimizers, roots=(), lifted=frozenset()) -> list[tuple[str, object]]:
+    return list(_state_items(modules, optimizers, roots, lifted))
 
 
 def _global_names(code) -> list[str]:

@@ -39,6 +39,7 @@ from .passes.interpret import interpret
 from .passes.ir import Graph, Value
 from .runtime.cuda import CudaArray
 from .runtime.errors import DataDependentError, UnsupportedError, user_location
+from .runtime import dtypes
 from .runtime.registry import PRIMITIVES, TensorType
 from ._tensor import Tensor, VIEW_PRIMS, _make
 from .autograd import Node as AutogradNode, retains_grad
@@ -120,6 +121,7 @@ class Tracer:
         self.tensors: list[weakref.ref] = []  # every tensor made during the trace
         self.views: dict[int, list] = {}  # id(parent Sym) -> [(weakref(view Sym), prim, params)]
         self.random: list[tuple[Value, object]] = []  # (input, draw) in trace order
+        self.hypers: list[tuple] = []  # (input, optimizer, group index, key, value read)
         self.region: str | None = None
         self.cut: list[tuple[Tensor, object]] = []  # lifted non-leaves: (tensor, grad_fn)
         self.grad_snapshot: dict[int, tuple[Tensor, object]] = {}  # id(t) -> (t, t.grad at entry)
@@ -267,6 +269,20 @@ class Tracer:
         self.random.append((v, draw))
         return _make(self._sym(v), dtype)
 
+    def hyper_input(self, optimizer, index: int, key: str, value) -> Tensor:
+        """A hyperparameter (an optimizer group's lr) as a 0-d float64 input: each compiled
+        call fetches float(optimizer.param_groups[index][key]), so changing it needs no new
+        graph. float64 holds the Python float exactly, and float64 ops round as Python's do."""
+        hit = next((h for h in reversed(self.hypers)
+                    if h[1] is optimizer and h[2] == index and h[3] == key), None)
+        if hit is None or hit[4] != value:  # changed inside the function: a new input
+            oname = next((n for n, o in self.world.optimizers if o is optimizer), "optimizer")
+            v = self.graph.add_input(TensorType((), dtypes.float64),
+                                     f"{oname}.param_groups.{index}.{key}", "hyper")
+            hit = (v, optimizer, index, key, value)
+            self.hypers.append(hit)
+        return _make(self._sym(hit[0]), dtypes.float64)
+
     def backward(self, roots, seeds, create_graph: bool, capture=None) -> list | None:
         """backward() (or autograd.grad(), with `capture`) inside the trace. Decides, as
         eager autograd does, which tensors receive a gradient: the leaves that require grad
@@ -345,6 +361,8 @@ class Tracer:
             if v not in drawn:
                 drawn[v] = draw()
         by_input.update(drawn)
+        for v, _, _, _, value in self.hypers:  # the values this trace read
+            by_input[v] = np.array(float(value))
         return [by_input[v] for v in self.graph.inputs]
 
     def made(self, t: Tensor) -> None:

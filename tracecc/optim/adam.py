@@ -39,8 +39,8 @@ class Adam(Optimizer):
     @_use_grad
     def step(self, closure=None):
         loss = self._run_closure(closure)
-        for group in self.param_groups:
-            lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+        for gi, group in enumerate(self.param_groups):
+            lr, (beta1, beta2), eps, wd = self._lr(gi), group["betas"], group["eps"], group["weight_decay"]
             for p in group["params"]:
                 if p.grad is None:
                     continue

@@ -12,7 +12,7 @@ import functools
 from collections import defaultdict
 from typing import Any, Callable, Iterable
 
-from .. import _grad_mode
+from .. import _grad_mode, _tensor as _tensor_mod
 from .._tensor import Tensor
 from ..runtime.errors import InvalidArgumentError, StateDictError
 
@@ -76,6 +76,17 @@ class Optimizer:
 
     def step(self, closure: Callable | None = None):
         raise NotImplementedError
+
+    def _lr(self, index: int):
+        """param_groups[index]["lr"] for step(): the Python number in eager mode; inside a
+        compiled function a 0-d float64 graph input that each compiled call reads from the
+        group, so an lr schedule does not recompile. Updates written with it compute what
+        they compute with the float (float64 ops round as Python's, casts as constants)."""
+        lr = self.param_groups[index]["lr"]
+        tracer = _tensor_mod._tracer
+        if tracer is None or type(lr) not in (float, int):
+            return lr
+        return tracer.hyper_input(self, index, "lr", lr)
 
     def _run_closure(self, closure):
         if closure is None:

@@ -21,8 +21,8 @@ class SGD(Optimizer):
     @_use_grad
     def step(self, closure=None):
         loss = self._run_closure(closure)
-        for group in self.param_groups:
-            lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
+        for gi, group in enumerate(self.param_groups):
+            lr, momentum, dampening = self._lr(gi), group["momentum"], group["dampening"]
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -37,5 +37,5 @@ class SGD(Optimizer):
                     else:
                         buf.mul_(momentum).add_(grad, alpha=1 - dampening)
                     grad = T.add(grad, buf, alpha=momentum) if group["nesterov"] else buf
-                p.add_(grad, alpha=-lr)
+                p.add_(T.mul(grad, -lr))  # add_'s alpha must be a number; lr may be a tensor
         return loss
