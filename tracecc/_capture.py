@@ -137,6 +137,13 @@ def _finish(cf, tracer: Tracer, result, tensors, world, trace_ms) -> Captured:
     if after != tracer.python_before:
         problems.append(f"the function changed Python state a graph cannot replay "
                         f"({first_difference(tracer.python_before, after)})")
+    # an lr the graph reads as an input, changed after it was read: a compiled call would
+    # fetch the new value (also for optimizers the pre-scan did not find)
+    for _, opt, index, key, value in tracer.hypers:
+        if opt.param_groups[index].get(key) != value:
+            problems.append(f"the function changed an optimizer's param_groups[{index}][{key!r}] "
+                            f"after reading it")
+            break
 
     # escapes: symbolic tensors still alive that are not outputs, grads or lifted aliases
     keep = {id(t) for t in leaves} | _history_tensors(leaves)
