@@ -5,15 +5,18 @@ exactly what eager mode leaves. Other hyperparameters are baked in and guarded."
 from __future__ import annotations
 
 import math
+import os
 
-import numpy as np
-import pytest
+os.environ.setdefault("TRITON_INTERPRET", "1")  # before anything imports triton (cuda test)
 
-import tracecc as tc
-import tracecc.nn as nn
-import tracecc.nn.functional as F
-import tracecc.optim as optim
-from tracecc.optim import lr_scheduler
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import tracecc as tc  # noqa: E402
+import tracecc.nn as nn  # noqa: E402
+import tracecc.nn.functional as F  # noqa: E402
+import tracecc.optim as optim  # noqa: E402
+from tracecc.optim import lr_scheduler  # noqa: E402
 
 # the traced graph as it is, on the interpreter: bit-for-bit eager results
 REF = dict(backend="interpreter", options={"passes": []})
@@ -201,3 +204,31 @@ def test_default_backend_one_graph_close_to_eager(name):
     step, _ = _run(OPTIMIZERS[name], lambda o: lr_scheduler.CosineAnnealingLR(o, T_max=5),
                    n=8, per_step=True, backend={})
     assert len(step._entries) == 1
+
+
+def test_lr_schedule_on_emulated_cuda_with_graph_replay(monkeypatch):
+    """On cuda tensors the lr is uploaded when it changes, into the buffer a replayed CUDA
+    graph reads (the emulated device: host memory, kernels under Triton's interpreter)."""
+    pytest.importorskip("triton")
+    from tracecc.runtime import cuda as rcuda
+
+    monkeypatch.setenv(rcuda.EMULATE_ENV, "1")
+    monkeypatch.delenv("TRACECC_CUDA_GRAPHS", raising=False)
+    lib = rcuda.get_device().driver.lib
+    runs = []
+    for device in ("cuda", "cpu"):
+        model = _model().to(device)
+        opt = SGD_NESTEROV_WD(model)
+        sched = lr_scheduler.CosineAnnealingLR(opt, T_max=5)
+        step = _step_fn(model, opt)
+        if device == "cuda":
+            step = tc.compile(step)
+        replays = lib.replays
+        for x, y in _batches(7):
+            step(x.to(device), y.to(device))
+            sched.step()
+        runs.append((model, step, lib.replays - replays))
+    (model, step, replays), (ref, _, _) = runs
+    assert len(step._entries) == 1 and replays >= 3
+    for p, q in zip(model.parameters(), ref.parameters()):
+        np.testing.assert_allclose(p.detach().cpu().numpy(), q.detach().numpy(), rtol=1e-5, atol=1e-6)

@@ -228,8 +228,8 @@ def _sources(tracer: Tracer) -> list:
         if v in random:
             sources.append((RANDOM, random[v]))
             continue
-        if v in hypers:  # (optimizer, group index, key)
-            sources.append((HYPER, hypers[v]))
+        if v in hypers:
+            sources.append((HYPER, _Hyper(*hypers[v])))
             continue
         if v.role == "grad_out":
             continue
@@ -245,6 +245,25 @@ def _sources(tracer: Tracer) -> list:
                 tracer.graph.rename(v, f"c{sum(1 for s in sources if s[0] == CONST)}")
         sources.append((_KIND[kind], obj))
     return sources
+
+
+class _Hyper:
+    """Fetches optimizer.param_groups[index][key] (the lr) as a 0-d float64 array: the same
+    read-only array while the value stays, so backends see an unchanged input (the LLVM
+    runner keeps its pointer, a cuda program uploads it only when it changes)."""
+
+    __slots__ = ("optimizer", "index", "key", "value", "array")
+
+    def __init__(self, optimizer, index: int, key: str):
+        self.optimizer, self.index, self.key = optimizer, index, key
+        self.value = self.array = None
+
+    def fetch(self) -> np.ndarray:
+        value = float(self.optimizer.param_groups[self.index][self.key])
+        if value != self.value:
+            self.value, self.array = value, np.array(value)
+            self.array.flags.writeable = False
+        return self.array
 
 
 # ---------------------------------------------------------------- compiled backward (AOT)
@@ -473,8 +492,7 @@ class Entry:
             elif kind == RANDOM:
                 arrays.append(obj())
             elif kind == HYPER:
-                opt, index, key = obj
-                arrays.append(np.array(float(opt.param_groups[index][key])))
+                arrays.append(obj.fetch())
             else:
                 arrays.append(obj)
         return arrays

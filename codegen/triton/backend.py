@@ -126,7 +126,8 @@ class TritonProgram:
     """A Program lowered to Triton. device: "interpreter", "cuda", or None for cuda when a
     GPU is available, else the interpreter (or pass `memory`). writes: output buffer ->
     the input buffer it is the new value of (in-place candidates for run_device);
-    constants: input buffers whose host arrays never change (uploaded once)."""
+    constants: input buffers uploaded only when their host array is another object than
+    the last one uploaded (constants: once; an lr: when its value changes)."""
 
     def __init__(self, program: Program, *, device: str | None = None, options: Options | None = None,
                  source_dir=None, autotune: bool | None = None, graphs: bool | None = None,
@@ -350,7 +351,8 @@ class TritonRunner:
         names = dict(zip(graph.roots(), program.outputs))
         inputs = dict(zip(graph.inputs, program.inputs))
         self.writes = {names[new]: inputs[target] for target, new in graph.writes if new in names}
-        self.constants = {inputs[v] for v in graph.inputs if v.role == "const"}
+        # uploaded when the host array changes: constants once, an lr when it changes
+        self.constants = {inputs[v] for v in graph.inputs if v.role in ("const", "hyper")}
         self._host = None
         self.on_device: dict = {}  # CudaDevice -> TritonProgram
 
