@@ -23,6 +23,7 @@ class SGD(Optimizer):
         loss = self._run_closure(closure)
         for gi, group in enumerate(self.param_groups):
             lr, momentum, dampening = self._lr(gi), group["momentum"], group["dampening"]
+            neg_lr = -lr  # once per group (lr may be a traced tensor: one node)
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -37,5 +38,5 @@ class SGD(Optimizer):
                     else:
                         buf.mul_(momentum).add_(grad, alpha=1 - dampening)
                     grad = T.add(grad, buf, alpha=momentum) if group["nesterov"] else buf
-                p.add_(T.mul(grad, -lr))  # add_'s alpha must be a number; lr may be a tensor
+                p.add_(T.mul(grad, neg_lr))  # = add_(grad, alpha=-lr); alpha must be a number
         return loss
