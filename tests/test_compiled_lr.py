@@ -155,7 +155,8 @@ def test_other_hyperparameters_still_recompile(key, value, name):
             opt.param_groups[0][key] = value
 
     step, _ = _run(OPTIMIZERS[name], change=change, n=9)
-    assert len(step._entries) == 2
+    # (the first call's .grad None is a guard of its own: one graph before the lr change)
+    assert len(step._entries) == 3
 
 
 def _stepping_scheduler(model, opt, sched):
@@ -232,3 +233,32 @@ def test_lr_schedule_on_emulated_cuda_with_graph_replay(monkeypatch):
     assert len(step._entries) == 1 and replays >= 3
     for p, q in zip(model.parameters(), ref.parameters()):
         np.testing.assert_allclose(p.detach().cpu().numpy(), q.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_an_lr_read_by_user_code_stays_guarded():
+    """A step that computes with group["lr"] itself bakes the value into its graph: changing
+    the lr must then recompile, not run the stale graph."""
+    def make():
+        w = tc.tensor(np.ones(3, np.float32), requires_grad=True)
+        opt = tc.optim.SGD([w], lr=0.1)
+
+        def step():
+            opt.zero_grad()
+            loss = (w * w).sum()
+            loss.backward()
+            opt.step()  # reads the lr as a graph input
+            with tc.no_grad():  # the user's own decay reads it from Python
+                w.mul_(1 - 0.1 * opt.param_groups[0]["lr"])
+            return loss
+        return w, opt, step
+
+    w_e, opt_e, eager = make()
+    w_c, opt_c, step = make()
+    step = tc.compile(step, backend="interpreter", options={"passes": []})
+    for i in range(4):
+        if i == 2:
+            opt_e.param_groups[0]["lr"] = opt_c.param_groups[0]["lr"] = 0.05
+        assert step().item() == eager().item()
+    np.testing.assert_array_equal(w_c.detach().numpy(), w_e.detach().numpy())
+    # (the first call's .grad None is a guard of its own: one graph before the lr change)
+    assert len(step._entries) == 3

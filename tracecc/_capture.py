@@ -24,6 +24,7 @@ from ._tensor import _make
 from ._trace import Sym, Tracer, apply_writes
 from .autograd import Node as AutogradNode
 from .autograd import run_backward
+from .optim.optimizer import ParamGroup
 from .codegen.backends import get_backend
 from .passes.partition import split_joint
 from .passes.pipeline import run_passes, select_passes, verify_enabled
@@ -50,6 +51,10 @@ class Captured:
 def capture(cf, args, kwargs, tensors, arg_paths, world) -> Captured:
     """Trace one call of cf._fn. `tensors` are the argument tensors in key order."""
     tracer = Tracer(cf.__name__, world, cf.fullgraph)
+    for _, opt in world.optimizers:
+        for group in opt.param_groups:
+            if isinstance(group, ParamGroup):
+                group.lr_read = False
     for i, (t, path) in enumerate(zip(tensors, arg_paths)):
         if isinstance(t._data, Sym):
             continue  # the same tensor passed twice: already lifted
@@ -202,8 +207,11 @@ def _finish(cf, tracer: Tracer, result, tensors, world, trace_ms) -> Captured:
     graph.writes = [(a, b) for a, b in graph.writes if a.role != "const"]
     graph.notes.insert(0, f"traced {cf.__name__} at {cf._call_site}: {len(graph.nodes)} nodes, "
                           f"{trace_ms:.1f} ms")
+    # an lr is unguarded only if nothing but the optimizer's update read it (ParamGroup)
+    unguarded = {(id(h[1]), h[2], h[3]) for h in tracer.hypers
+                 if not getattr(h[1].param_groups[h[2]], "lr_read", False)}
     entry = Entry(cf.__name__, graph, sources, spec, out_dtypes, effects, aot, world,
-                  cf._call_site, {(id(h[1]), h[2], h[3]) for h in tracer.hypers})
+                  cf._call_site, unguarded)
     if spent is not None:
         entry.spent = spent
         entry.simple = False

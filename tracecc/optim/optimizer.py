@@ -32,6 +32,23 @@ def _check_positive(name: str, value, allow_zero: bool = True) -> None:
         raise InvalidArgumentError(f"Invalid {name} value: {value}")
 
 
+class ParamGroup(dict):
+    """A param_groups entry. Inside a compiled function the optimizer reads "lr" as a graph
+    input (Optimizer._lr), which is not guarded; a read from Python (user code computing
+    with the lr) is noted here, so that a graph that baked that value in keeps a guard on
+    it instead of going silently stale."""
+
+    lr_read = False
+
+    def __getitem__(self, key):
+        if key == "lr" and _tensor_mod._tracer is not None:
+            self.lr_read = True
+        return dict.__getitem__(self, key)
+
+    def get(self, key, default=None):
+        return self[key] if key in self else default
+
+
 class Optimizer:
     def __init__(self, params: Iterable, defaults: dict[str, Any]):
         self.defaults = defaults
@@ -49,7 +66,7 @@ class Optimizer:
             self.add_param_group(group)
 
     def add_param_group(self, param_group: dict) -> None:
-        group = dict(param_group)
+        group = ParamGroup(param_group)
         params = group["params"]
         group["params"] = [params] if isinstance(params, Tensor) else list(params)
         for p in group["params"]:
@@ -82,7 +99,7 @@ class Optimizer:
         compiled function a 0-d float64 graph input that each compiled call reads from the
         group, so an lr schedule does not recompile. Updates written with it compute what
         they compute with the float (float64 ops round as Python's, casts as constants)."""
-        lr = self.param_groups[index]["lr"]
+        lr = dict.__getitem__(self.param_groups[index], "lr")  # (not a Python read: see ParamGroup)
         tracer = _tensor_mod._tracer
         if tracer is None or type(lr) not in (float, int):
             return lr
