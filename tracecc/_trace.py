@@ -22,7 +22,6 @@ seen through all, as in eager mode.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import os
 import re
@@ -122,7 +121,6 @@ class Tracer:
         self.views: dict[int, list] = {}  # id(parent Sym) -> [(weakref(view Sym), prim, params)]
         self.random: list[tuple[Value, object]] = []  # (input, draw) in trace order
         self.hypers: list[tuple] = []  # (input, optimizer, group index, key, value read)
-        self.region: str | None = None
         self.cut: list[tuple[Tensor, object]] = []  # lifted non-leaves: (tensor, grad_fn)
         self.grad_snapshot: dict[int, tuple[Tensor, object]] = {}  # id(t) -> (t, t.grad at entry)
         self.broken: str | None = None  # why the trace stopped and the call went eager
@@ -176,8 +174,7 @@ class Tracer:
 
     def record(self, prim, values: list[Value], params: dict) -> Value:
         out_type = prim.meta(*[v.type for v in values], **params)
-        return self.graph.add_node(prim.name, values, params, out_type, short_location(),
-                                   self.region)
+        return self.graph.add_node(prim.name, values, params, out_type, short_location())
 
     # ------------------------------------------------------------ the protocol of _tensor.py
     def apply(self, prim, args, params) -> Tensor:
@@ -343,14 +340,6 @@ class Tracer:
                 seen.add(id(t))
                 leaves.append(t)
         return leaves
-
-    @contextlib.contextmanager
-    def in_region(self, name: str):
-        prev, self.region = self.region, name
-        try:
-            yield
-        finally:
-            self.region = prev
 
     # ------------------------------------------------------------ after the trace
     def input_arrays(self, random_arrays=None) -> list:
