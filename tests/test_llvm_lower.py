@@ -6,7 +6,7 @@ import pytest
 
 import tracecc as tc
 from tracecc.codegen.llvm import lower
-from tracecc.codegen.llvm.lower import COLUMN_BLOCK, _column_var, _interleave
+from tracecc.codegen.llvm.lower import BLOCK_COLUMNS_FROM, COLUMN_BLOCK, _column_var, _interleave
 from tracecc.codegen.llvm.runner import CompiledProgram
 from tracecc.passes.kernel_ir import (
     Buffer, Index, Kernel, Load, LoopVar, Op, Phase, Program, Reduction, RowValue, Store,
@@ -43,7 +43,8 @@ def column_softmax(R, C):
 @pytest.mark.parametrize("R,C", [(7, 3), (33, COLUMN_BLOCK + 5), (300, 2 * COLUMN_BLOCK + 1)])
 def test_column_softmax_runs_blocked_and_matches_numpy(R, C):
     k = column_softmax(R, C)
-    assert _column_var(k) is k.outer[0]
+    # tiny reductions keep the plain loops (cheaper to compile); the values agree either way
+    assert _column_var(k) is (k.outer[0] if R * C >= BLOCK_COLUMNS_FROM else None)
     x = rng.standard_normal((R, C)).astype(np.float32)
     bufs = {"x": x.ravel(), "y": np.zeros(R * C, np.float32)}
     out = compiled_program(k, bufs)(bufs)["y"].reshape(R, C)
@@ -113,7 +114,7 @@ def test_exp_family_loops_are_interleaved_and_erf_is_not(monkeypatch):
 def test_strided_sum_broadcast_over_columns_runs_blocked():
     """y[i, j] = sum_r x[r, i] for every j (a broadcast before a transpose, as in W5's
     backward): no load depends on j and the rows are strided, so j goes innermost."""
-    R, I, J = 8, 50, 70
+    R, I, J = 256, 50, 70  # R * J above BLOCK_COLUMNS_FROM
     i, j, r = LoopVar("i0", I), LoopVar("i1", J), LoopVar("r0", R)
     k = Kernel("red_fused_sum_0", "reduction", (i, j), (
         Phase((r,), reductions=(Reduction("s", "add", Load("x", Index.affine([(r, I), (i, 1)]), float32),

@@ -9,6 +9,8 @@ program costs one native call. `bufs` is an array of buffer base pointers in the
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from llvmlite import ir
 
@@ -458,6 +460,10 @@ def estimated_work_ns(k: Kernel) -> float:
 # Measured on column sums of [256..1024 rows, 256..1024 columns]: 7-30x over the strided
 # loops at 1024; 256 and 512 were 0-40% slower than 1024 on the widest rows.
 COLUMN_BLOCK = 1024
+# Below this many elements (rows x columns) a column reduction keeps the plain loops: the
+# blocked form adds ~70 ms of LLVM time to the MNIST step (its bias gradients, 64 x 128)
+# for kernels that take microseconds either way.
+BLOCK_COLUMNS_FROM = 1 << 14
 
 
 def _column_var(k: Kernel):
@@ -472,6 +478,9 @@ def _column_var(k: Kernel):
         return None
     if not any(p.loops and p.reductions for p in k.phases):
         return None
+    rows = max(math.prod(v.size for v in p.loops) for p in k.phases if p.loops)
+    if rows * k.outer[-1].size < BLOCK_COLUMNS_FROM:
+        return None  # small: the strided loops are fast enough, and cheaper to compile
     col = k.outer[-1]
     loads = [e for e in walk_kernel(k) if isinstance(e, Load)]
 

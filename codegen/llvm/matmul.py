@@ -7,12 +7,15 @@ register-tiled kernel, then a fused epilogue (bias, activation, residual, scale)
 Strides are in elements; C is row-major with row stride `c_rs`. An operand needs one unit
 stride (either layout: a transposed view is a BLAS transpose flag, not a copy).
 
-Which one: `choose(spec)`. benchmarks/llvm_micro.py --matmul measured both at the MNIST MLP
-shapes (forward and both backward products, batch 64 and 512; docs/cpu-backend.md): OpenBLAS
-wins from about 0.5M multiply-adds up (1.3-5x at 128x512x784, where the generated kernel,
-which does not pack, misses cache), and the generated kernel wins below about 0.4M
-(1.1-1.8x at 64x10x64, 10x64x64, 512x10x64, 10x512x64) where the BLAS call's fixed cost
-dominates. The generated kernel also serves machines where no BLAS is found.
+Which one: `choose(spec)`: BLAS whenever it is found. benchmarks/llvm_micro.py --matmul
+measured both at the MNIST MLP shapes in isolation (docs/cpu-backend.md): OpenBLAS wins from
+about 0.5M multiply-adds up (1.3-5x at 128x512x784, where the generated kernel, which does
+not pack, misses cache), the generated kernel below about 0.4M (1.1-1.8x at 64x10x64,
+10x64x64, ...) where the BLAS call's fixed cost dominates. But inside the whole MNIST step,
+timed interleaved in one process, BLAS for every product ran as fast (batch 64: 432-540 us
+against 446-584 us; batch 512: equal) and compiled 100-300 ms sooner, because the generated
+kernels are most of the step's LLVM work. The generated kernel serves machines where no
+BLAS is found, and float64.
 
 OpenBLAS runs its own threads (numpy's setting: OPENBLAS_NUM_THREADS). On a 2-vCPU machine
 whose other core is busy they stall badly (a 512x784x128 product took 16 ms instead of
@@ -39,9 +42,6 @@ from . import jit
 F32, I32, I64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
 SYMBOL = "tracecc_cblas_sgemm"
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
-
-# up to this many multiply-adds the generated kernel beats the BLAS call (measured, see above)
-TILED_MAX_MACS = 400_000
 
 
 @dataclass(frozen=True)
@@ -180,9 +180,7 @@ def _layout(strides, rows, cols, name):
 
 def choose(spec: MatmulSpec) -> str:
     """'blas' or 'tiled', by the measured rule (module docstring)."""
-    if find_blas() is None:
-        return "tiled"
-    return "tiled" if spec.macs <= TILED_MAX_MACS and spec.b_strides[1] == 1 else "blas"
+    return "tiled" if find_blas() is None else "blas"
 
 
 def emit_matmul(b: ir.IRBuilder, spec: MatmulSpec, a, bmat, c, epilogue: Epilogue | None = None,
