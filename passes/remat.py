@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import os
 
-import networkx as nx
-
 from .ir import Graph, Node, Value
 
 # op kinds cheap enough to recompute in the backward: pointwise math, views and copies,
@@ -60,6 +58,8 @@ def min_cut_saved(joint: Graph, n_outputs: int, fwd_live: set[Value],
                   grads: list[Value]) -> list[Value]:
     """The values to save, by a minimum cut. fwd_live: what the forward computes anyway
     (recomputing one of those in the backward is what the cut trades against its bytes)."""
+    import networkx as nx  # here: importing it costs ~0.25 s, and remat is off by default
+
     producers = joint.producers()
     tangent = tangent_values(joint)
     # what the backward reads from the forward side, found from the gradients down
