@@ -12,7 +12,6 @@
 # MNIST comes from --data, else $TRACECC_DATA, else ../shared/data/mnist beside the
 # checkout, else ./data (downloaded there if missing).
 import argparse
-import math
 import os
 import sys
 import time
@@ -52,13 +51,11 @@ class Net(nn.Module):
 
 
 def make_training(args):
-    """A fresh model, optimizer and training step from the seed. The learning rate is a
-    tensor that the schedule fills in place: a compiled step reads it as an input (a Python
-    float would be baked into the graph, and each new value would compile the step again)."""
+    """A fresh model, optimizer and training step from the seed. (A compiled step reads the
+    optimizer's lr as an input, so the per-step schedule compiles nothing new.)"""
     torch.manual_seed(args.seed)
     model = Net(args.width)
-    lr = torch.tensor(args.lr)
-    optimizer = optim.AdamW(model.parameters(), lr=lr, weight_decay=args.weight_decay)
+    optimizer = optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
 
     def train_step(images, labels):
         optimizer.zero_grad()
@@ -67,11 +64,7 @@ def make_training(args):
         optimizer.step()
         return loss
 
-    return model, lr, train_step
-
-
-def cosine(peak: float, step: int, total: int) -> float:
-    return 0.5 * peak * (1 + math.cos(math.pi * step / max(1, total)))
+    return model, optimizer, train_step
 
 
 def evaluate(model, test_set) -> float:
@@ -141,7 +134,7 @@ def main(argv=None) -> int:
     if args.compare:
         return compare(args, train_set)
 
-    model, lr, train_step = make_training(args)
+    model, optimizer, train_step = make_training(args)
     if args.compile:
         train_step = torch.compile(train_step)
     loader = torch.utils.data.DataLoader(train_set, batch_size=args.batch_size, shuffle=True,
@@ -150,15 +143,15 @@ def main(argv=None) -> int:
           f"{sum(p.numel() for p in model.parameters())} parameters; AdamW peak lr {args.lr}, "
           f"batch {args.batch_size}, {args.epochs} epoch(s), {'compiled' if args.compile else 'eager'}")
     start_all = time.perf_counter()
-    total = args.epochs * len(loader)
+    scheduler = optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs * len(loader))
     for epoch in range(args.epochs):
         losses, times = [], []
         start = time.perf_counter()
         for images, labels in loader:
-            lr.fill_(cosine(args.lr, epoch * len(loader) + len(losses), total))
             t0 = time.perf_counter()
             loss = train_step(images, labels)
             times.append(time.perf_counter() - t0)
+            scheduler.step()
             losses.append(loss.item())
             if len(losses) % 100 == 0:
                 print(f"  step {len(losses)}: loss {np.mean(losses[-100:]):.4f}, "
