@@ -147,11 +147,8 @@ def main(argv=None) -> int:
     def make_training():
         torch.manual_seed(args.seed)
         model = GPT(len(chars), args.block_size, args.d_model, args.heads, args.layers)
-        # The learning rate is a tensor that the schedule fills in place: a compiled step
-        # reads it as an input. A Python float would be baked into the graph, and every new
-        # value would compile the step again.
-        lr = torch.tensor(0.0)
-        optimizer = optim.AdamW(model.parameters(), lr=lr, weight_decay=args.weight_decay)
+        # (a compiled step reads the optimizer's lr as an input: the schedule compiles nothing)
+        optimizer = optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
 
         def train_step(x, y):
             optimizer.zero_grad()
@@ -161,7 +158,7 @@ def main(argv=None) -> int:
             optimizer.step()
             return loss
 
-        return model, lr, train_step
+        return model, optimizer, train_step
 
     def lr_at(step: int, total: int) -> float:
         """Linear warm-up, then cosine decay to a tenth of the peak."""
@@ -170,15 +167,17 @@ def main(argv=None) -> int:
         progress = (step - args.warmup) / max(1, total - args.warmup)
         return args.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, progress))))
 
-    def train(step_fn, lr, n_steps, report_every=0):
+    def train(step_fn, optimizer, n_steps, report_every=0):
+        schedule = optim.lr_scheduler.LambdaLR(optimizer, lambda i: lr_at(i, n_steps) / args.lr)
         losses, times = [], []
         for i, (x, y) in enumerate(batches(train_data, n_steps, args.seed)):
-            lr.fill_(lr_at(i, n_steps))
+            lr = optimizer.param_groups[0]["lr"]
             t0 = time.perf_counter()
             losses.append(step_fn(x, y).item())
             times.append(time.perf_counter() - t0)
+            schedule.step()
             if report_every and (i + 1) % report_every == 0:
-                print(f"  step {i + 1}: loss {np.mean(losses[-report_every:]):.3f}, lr {lr.item():.2e}, "
+                print(f"  step {i + 1}: loss {np.mean(losses[-report_every:]):.3f}, lr {lr:.2e}, "
                       f"{1000 * np.median(times[-report_every:]):.1f} ms/step", flush=True)
         return np.array(losses), np.array(times)
 
@@ -187,8 +186,9 @@ def main(argv=None) -> int:
     if args.compare:
         runs = {}
         for mode in ("eager", "compiled"):
-            model, lr, step = make_training()
-            runs[mode] = train(torch.compile(step) if mode == "compiled" else step, lr, args.compare)
+            model, optimizer, step = make_training()
+            runs[mode] = train(torch.compile(step) if mode == "compiled" else step, optimizer,
+                               args.compare)
         (e_loss, e_t), (c_loss, c_t) = runs["eager"], runs["compiled"]
         print("step   eager loss   compiled loss")
         for i, (a, b) in enumerate(zip(e_loss, c_loss)):
@@ -201,7 +201,7 @@ def main(argv=None) -> int:
               f"({e_med / c_med:.2f}x); compiled first call {1000 * c_t[0]:.0f} ms")
         return 0
 
-    model, lr, train_step = make_training()
+    model, optimizer, train_step = make_training()
     if args.compile:
         train_step = torch.compile(train_step)
     n_params = sum(p.numel() for p in model.parameters())
@@ -209,7 +209,8 @@ def main(argv=None) -> int:
           f"{args.block_size}, {n_params:,} parameters; AdamW peak lr {args.lr}, batch "
           f"{args.batch_size}, {args.steps} steps, {'compiled' if args.compile else 'eager'}")
     start = time.perf_counter()
-    losses, times = train(train_step, lr, args.steps, report_every=max(1, min(100, args.steps // 6)))
+    losses, times = train(train_step, optimizer, args.steps,
+                          report_every=max(1, min(100, args.steps // 6)))
     elapsed = time.perf_counter() - start
     median = np.median(times[1:] if len(times) > 1 else times)
     print(f"trained in {elapsed:.1f} s: median step {1000 * median:.1f} ms "
