@@ -229,7 +229,7 @@ def main(argv=None) -> int:
             print(f"  {d}/: images {shape.group(1) if shape else '?'}"
                   f"{', the first step (no .grad yet)' if first else ''}")
         print(f"  read it:  tracecc show {steady} --stage list   (then --stage traced, "
-              f"simplify, fused, kernels, llvm)")
+              f"decompose, autograd, simplify, fused, kernels, llvm)")
     return 0 if agree else 1
 
 
