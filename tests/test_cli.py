@@ -139,3 +139,19 @@ def test_bench_is_mounted_when_present():
         main(["bench", "--help"])
     assert e.value.code == 0
     assert Path(sys.executable).exists()
+
+
+def test_run_expands_composites_and_gradient_requests(tmp_path, capsys):
+    """A traced training step holds composites and `grad` requests: `run` expands them."""
+    ir = tmp_path / "step.ir"
+    ir.write_text("""graph step(%x: f32[4,3], %w: f32[2,3] param, %y: i64[4]) {
+  %0 = linear(%x, %w, bias=None) : f32[4,2]
+  %1 = cross_entropy(%0, %y, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction='mean', label_smoothing=0.0) : f32[]
+  %2 = full(shape=(), value=1, dtype=f32) : f32[]
+  %3 = grad(%1, %2, %w, request=0, n_roots=1, create_graph=False) : f32[2,3]
+  return (loss=%1, w.grad=%3)
+}
+""")
+    assert main(["run", str(ir)]) == 0
+    out = capsys.readouterr().out
+    assert "(loss): float32[]" in out and "(w.grad): float32[2, 3]" in out

@@ -258,9 +258,12 @@ def cmd_run(args) -> int:
 
     from .codegen.backends import get_backend
     from .passes.interpret import random_inputs
+    from .passes.pipeline import run_passes, select_passes
     from .passes.verify import verify
     graph, path = _load_graph(args.file)
     verify(graph)
+    # a traced stage may hold composites and gradient requests: expand them first
+    graph = run_passes(graph, select_passes([]))
     inputs = random_inputs(graph, args.seed)
     runner = get_backend(args.backend).compile(graph, None)
     best = float("inf")
