@@ -7,10 +7,11 @@ from tracecc.codegen.llvm.runner import CompiledProgram
 from tracecc.passes.kernel_eval import run_kernel as eval_kernel
 from tracecc.passes.kernel_eval import run_program
 from tracecc.passes.kernel_ir import (
-    Acc, Buffer, Const, Index, Kernel, Load, LoopVar, Matmul, Op, Phase, Program, Reduction,
+    Buffer, Const, Index, Kernel, Load, LoopVar, Op, Phase, Program, Reduction,
     RowValue, Store, Term, format_kernel, format_program,
 )
 from tracecc.runtime.dtypes import bool_, float32, get_dtype, int64
+from kernel_cases import matmul_kernel, pointwise_kernel, softmax_kernel
 
 rng = np.random.default_rng(0)
 
@@ -29,61 +30,26 @@ def run_kernel(request):
 
 
 def test_pointwise_with_broadcast_and_transposed_load(run_kernel):
-    # y[i, j] = relu(x.T[i, j] + b[j]) with x stored as (J, I): the transpose is an index
-    I, J = 5, 7
-    i, j = LoopVar("i0", I), LoopVar("i1", J)
-    x = rng.standard_normal((J, I)).astype(np.float32)
-    b = rng.standard_normal(J).astype(np.float32)
-    xt = Load("x", Index.affine([(i, 1), (j, I)]), float32)
-    bj = Load("b", Index.affine([(j, 1)]), float32)
-    body = Op("relu", (Op("add", (xt, bj), float32),), float32)
-    k = Kernel("poi_fused_add_relu_0", "pointwise", (i, j),
-               (Phase(stores=(Store("y", Index.affine([(i, J), (j, 1)]), body),)),))
-    bufs = {"x": x.ravel(), "b": b, "y": np.zeros(I * J, np.float32)}
+    k, bufs, (x, b) = pointwise_kernel(rng)
     run_kernel(k, bufs)
-    np.testing.assert_array_equal(bufs["y"].reshape(I, J), np.maximum(x.T + b, 0))
+    np.testing.assert_array_equal(bufs["y"].reshape(x.T.shape), np.maximum(x.T + b, 0))
     assert k.reads() == ["b", "x"] and k.writes() == ["y"]
     text = format_kernel(k)
     assert "relu(add(x[i0 + 5*i1], b[i1]))" in text
 
 
 def test_softmax_is_one_kernel_with_three_phases(run_kernel):
-    R, C = 4, 9
-    r, c1, c2, c3 = LoopVar("i0", R), LoopVar("r0", C), LoopVar("r1", C), LoopVar("r2", C)
-    x = rng.standard_normal((R, C)).astype(np.float32)
-
-    def load(c):
-        return Load("x", Index.affine([(r, C), (c, 1)]), float32)
-
-    shifted = lambda c: Op("sub", (load(c), RowValue("m", float32)), float32)  # noqa: E731
-    k = Kernel("red_fused_softmax_1", "reduction", (r,), (
-        Phase((c1,), reductions=(Reduction("m", "maximum", load(c1), float32),)),
-        Phase((c2,), reductions=(Reduction("s", "add", Op("exp", (shifted(c2),), float32), float32),)),
-        Phase((c3,), stores=(Store("y", Index.affine([(r, C), (c3, 1)]),
-                                   Op("div", (Op("exp", (shifted(c3),), float32),
-                                              RowValue("s", float32)), float32)),)),
-    ))
-    bufs = {"x": x.ravel(), "y": np.zeros(R * C, np.float32)}
+    k, bufs, x = softmax_kernel(rng)
     run_kernel(k, bufs)
     e = np.exp(x - x.max(1, keepdims=True))
-    np.testing.assert_allclose(bufs["y"].reshape(R, C), e / e.sum(1, keepdims=True), rtol=1e-6)
+    np.testing.assert_allclose(bufs["y"].reshape(x.shape), e / e.sum(1, keepdims=True), rtol=1e-6)
 
 
 def test_matmul_with_bias_relu_epilogue_and_transposed_weight(run_kernel):
-    M, K, N = 6, 5, 3
-    m, n, kk = LoopVar("i0", M), LoopVar("i1", N), LoopVar("k", K)
-    a = rng.standard_normal((M, K)).astype(np.float32)
-    w = rng.standard_normal((N, K)).astype(np.float32)  # Linear weight: x @ w.T
-    bias = rng.standard_normal(N).astype(np.float32)
-    mm = Matmul(Load("a", Index.affine([(m, K), (kk, 1)]), float32),
-                Load("w", Index.affine([(kk, 1), (n, K)]), float32), kk,
-                (Store("y", Index.affine([(m, N), (n, 1)]),
-                       Op("relu", (Op("add", (Acc(float32), Load("bias", Index.affine([(n, 1)]), float32)),
-                                      float32),), float32)),))
-    k = Kernel("mm_epi_bias_relu_2", "matmul", (m, n), matmul=mm)
-    bufs = {"a": a.ravel(), "w": w.ravel(), "bias": bias, "y": np.zeros(M * N, np.float32)}
+    k, bufs = matmul_kernel(rng)
+    a, w, bias = bufs["a"].reshape(6, 5), bufs["w"].reshape(3, 5), bufs["bias"]
     run_kernel(k, bufs)
-    np.testing.assert_allclose(bufs["y"].reshape(M, N), np.maximum(a @ w.T + bias, 0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(bufs["y"].reshape(6, 3), np.maximum(a @ w.T + bias, 0), rtol=1e-5, atol=1e-6)
     assert "acc = sum over k<5" in format_kernel(k)
 
 

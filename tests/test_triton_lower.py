@@ -22,6 +22,7 @@ pytest.importorskip("triton")
 
 from graph_builder import random_input as _random_input  # noqa: E402
 from graph_builder import trace  # noqa: E402
+from kernel_cases import matmul_kernel, pointwise_kernel, softmax_kernel  # noqa: E402
 from tracecc.passes.interpret import interpret  # noqa: E402
 from tracecc.codegen.triton.backend import TritonProgram  # noqa: E402
 from tracecc.codegen.triton.lower import Options, lower_kernel  # noqa: E402
@@ -68,22 +69,8 @@ def both(k, bufs, src_dir, **kw):
 
 
 # ---------------------------------------------------------------- hand-written kernels
-def pointwise_kernel():
-    I, J = 5, 7  # noqa: E741
-    i, j = LoopVar("i0", I), LoopVar("i1", J)
-    x = rng.standard_normal((J, I)).astype(np.float32)
-    b = rng.standard_normal(J).astype(np.float32)
-    xt = Load("x", Index.affine([(i, 1), (j, I)]), float32)
-    bj = Load("b", Index.affine([(j, 1)]), float32)
-    body = Op("relu", (Op("add", (xt, bj), float32),), float32)
-    k = Kernel("poi_fused_add_relu_0", "pointwise", (i, j),
-               (Phase(stores=(Store("y", Index.affine([(i, J), (j, 1)]), body),)),),
-               members=["add %1 (model.py:12)", "relu %2 (model.py:12)"])
-    return k, {"x": x.ravel(), "b": b, "y": np.zeros(I * J, np.float32)}, (x, b)
-
-
 def test_pointwise_with_broadcast_and_transposed_load(src_dir):
-    k, bufs, (x, b) = pointwise_kernel()
+    k, bufs, (x, b) = pointwise_kernel(rng)
     _, got, tp = both(k, bufs, src_dir)
     np.testing.assert_array_equal(got["y"].reshape(5, 7), np.maximum(x.T + b, 0))
     src = tp.kernels[0].source
@@ -95,27 +82,9 @@ def test_pointwise_with_broadcast_and_transposed_load(src_dir):
     assert tp.paths[0].exists() and tp.paths[0].read_text() == src  # a real file, imported
 
 
-def softmax_kernel(R=4, C=9):
-    r, c1, c2, c3 = LoopVar("i0", R), LoopVar("r0", C), LoopVar("r1", C), LoopVar("r2", C)
-    x = rng.standard_normal((R, C)).astype(np.float32)
-
-    def load(c):
-        return Load("x", Index.affine([(r, C), (c, 1)]), float32)
-
-    shifted = lambda c: Op("sub", (load(c), RowValue("m", float32)), float32)  # noqa: E731
-    k = Kernel("red_fused_softmax_1", "reduction", (r,), (
-        Phase((c1,), reductions=(Reduction("m", "maximum", load(c1), float32),)),
-        Phase((c2,), reductions=(Reduction("s", "add", Op("exp", (shifted(c2),), float32), float32),)),
-        Phase((c3,), stores=(Store("y", Index.affine([(r, C), (c3, 1)]),
-                                   Op("div", (Op("exp", (shifted(c3),), float32),
-                                              RowValue("s", float32)), float32)),)),
-    ))
-    return k, {"x": x.ravel(), "y": np.zeros(R * C, np.float32)}, x
-
-
 @pytest.mark.parametrize("max_rblock", [4096, 4])
 def test_softmax_rows_persistent_and_looped(src_dir, max_rblock):
-    k, bufs, x = softmax_kernel()
+    k, bufs, x = softmax_kernel(rng)
     _, got, tp = both(k, bufs, src_dir, options=Options(max_rblock=max_rblock))
     e = np.exp(x - x.max(1, keepdims=True))
     np.testing.assert_allclose(got["y"].reshape(x.shape), e / e.sum(1, keepdims=True), rtol=1e-6)
@@ -129,23 +98,9 @@ def test_softmax_rows_persistent_and_looped(src_dir, max_rblock):
         assert spec.persistent and src.count("tl.load(") == 1 and "for " not in src
 
 
-def matmul_kernel(M=6, K=5, N=3, dtype=float32):
-    m, n, kk = LoopVar("i0", M), LoopVar("i1", N), LoopVar("k", K)
-    a = rng.standard_normal((M, K)).astype(dtype.np)
-    w = rng.standard_normal((N, K)).astype(dtype.np)  # Linear weight: x @ w.T
-    bias = rng.standard_normal(N).astype(np.float32)
-    epi = Op("relu", (Op("add", (Acc(dtype), Op("cast", (Load("bias", Index.affine([(n, 1)]), float32),),
-                                                          dtype, (("dtype", dtype),))), dtype),), dtype)
-    mm = Matmul(Load("a", Index.affine([(m, K), (kk, 1)]), dtype),
-                Load("w", Index.affine([(kk, 1), (n, K)]), dtype), kk,
-                (Store("y", Index.affine([(m, N), (n, 1)]), epi),))
-    k = Kernel("mm_epi_bias_relu_2", "matmul", (m, n), matmul=mm)
-    return k, {"a": a.ravel(), "w": w.ravel(), "bias": bias, "y": np.zeros(M * N, dtype.np)}
-
-
 @pytest.mark.parametrize("dtype", [float32, float16, int64])
 def test_matmul_with_bias_relu_epilogue(src_dir, dtype):
-    k, bufs = matmul_kernel(M=20, K=37, N=18, dtype=dtype)
+    k, bufs = matmul_kernel(rng, M=20, K=37, N=18, dtype=dtype)
     expected, got, tp = both(k, bufs, src_dir)
     tol = {float32: 1e-5, float16: 2e-3, int64: 0}[dtype]
     np.testing.assert_allclose(got["y"].astype(np.float64), expected["y"].astype(np.float64),
@@ -431,7 +386,7 @@ def test_unknown_op_is_not_implemented():
 
 
 def test_int64_offsets_only_where_int32_could_overflow():
-    k, bufs, _ = pointwise_kernel()
+    k, bufs, _ = pointwise_kernel(rng)
     dts = {n: get_dtype(a.dtype) for n, a in bufs.items()}
     small = lower_kernel(k, dts, {n: a.size for n, a in bufs.items()})
     big = lower_kernel(k, dts, {"x": 2 ** 31, "b": 7, "y": 35})
@@ -533,14 +488,14 @@ _COMPILE_SCRIPT = textwrap.dedent("""
     from tracecc.codegen.triton.lower import Options, set_float32_matmul_precision
     set_float32_matmul_precision("high")
     cases = {{
-        "pointwise": (t.pointwise_kernel()[:2], 4096), "softmax": (t.softmax_kernel()[:2], 4096),
-        "softmax_looped": (t.softmax_kernel()[:2], 4), "argmax": (t.argmax_kernel()[:2], 4096),
+        "pointwise": (t.pointwise_kernel(t.rng)[:2], 4096), "softmax": (t.softmax_kernel(t.rng)[:2], 4096),
+        "softmax_looped": (t.softmax_kernel(t.rng)[:2], 4), "argmax": (t.argmax_kernel()[:2], 4096),
         "argmax_looped": (t.argmax_kernel()[:2], 2), "half": (t.half_kernel()[:2], 4096),
         "every_op": (t.every_op_kernel()[:2], 4096), "split": (t.split_kernel(), 4096),
         "scatter": (t.scatter_kernel(), 4096),
-        "matmul": (t.matmul_kernel(M=64, K=64, N=64), 4096),
-        "matmul_f16": (t.matmul_kernel(M=64, K=64, N=64, dtype=t.float16), 4096),
-        "matmul_int": (t.matmul_kernel(M=20, K=8, N=16, dtype=t.int64), 4096),
+        "matmul": (t.matmul_kernel(t.rng, M=64, K=64, N=64), 4096),
+        "matmul_f16": (t.matmul_kernel(t.rng, M=64, K=64, N=64, dtype=t.float16), 4096),
+        "matmul_int": (t.matmul_kernel(t.rng, M=20, K=8, N=16, dtype=t.int64), 4096),
     }}
     out = {{}}
     for name, ((k, bufs), max_rblock) in cases.items():
