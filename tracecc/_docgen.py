@@ -211,29 +211,22 @@ def _composites():
     ]
 
 
-def _traced_ops(fn, args) -> dict[str, int]:
+def _traced(fn, args) -> tuple[str, dict[str, int]]:
+    """(the composite node the call is traced as, or "" when it is traced inline; the
+    primitives it becomes after the decompose pass, with counts)."""
     from ._compile import compile as tc_compile
     from ._explain import explain
-
     from .passes.decompose import expand_composites
-    report = explain(tc_compile(fn, backend="interpreter"), *args)
-    counts: dict[str, int] = {}
-    for g in report.traced:
+
+    node, counts = "", {}
+    for g in explain(tc_compile(fn, backend="interpreter"), *args).traced:
+        node = node or next((f"`{n.op}`" for n in g.nodes if n.prim.kind == "composite"), "")
         g = g.copy()
         expand_composites(g)
-        for node in g.nodes:
-            if node.prim.kind != "marker":  # (the autograd pass removes them)
-                counts[node.op] = counts.get(node.op, 0) + 1
-    return counts
-
-
-def _recorded_as(fn, args) -> str:
-    """The composite node a call is traced as, or "" when it is traced inline."""
-    from ._compile import compile as tc_compile
-    from ._explain import explain
-    ops = [n.op for g in explain(tc_compile(fn, backend="interpreter"), *args).traced
-           for n in g.nodes if n.prim.kind == "composite"]
-    return f"`{ops[0]}`" if ops else ""
+        for n in g.nodes:
+            if n.prim.kind != "marker":  # (the autograd pass removes them)
+                counts[n.op] = counts.get(n.op, 0) + 1
+    return node, counts
 
 
 # ---------------------------------------------------------------- pages
@@ -286,9 +279,9 @@ def ops_markdown() -> str:
               "inline.", "",
               "| composite | node | traced primitives |", "|---|---|---|"]
     for name, fn, args in _composites():
-        counts = _traced_ops(fn, args)
+        node, counts = _traced(fn, args)
         ops_text = ", ".join(f"`{op}`" + (f" x{c}" if c > 1 else "") for op, c in counts.items())
-        lines.append(f"| `{name}` | {_recorded_as(fn, args)} | {ops_text} |")
+        lines.append(f"| `{name}` | {node} | {ops_text} |")
     n_prims = sum(PRIMITIVES[n].kind != "composite" for n in names)
     lines += ["", f"{n_prims} primitives, {len(_composites())} composites listed.", ""]
     return "\n".join(lines)
