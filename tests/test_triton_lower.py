@@ -103,8 +103,16 @@ def test_matmul_with_bias_relu_epilogue(src_dir, dtype):
     k, bufs = matmul_kernel(rng, M=20, K=37, N=18, dtype=dtype)
     expected, got, tp = both(k, bufs, src_dir)
     tol = {float32: 1e-5, float16: 2e-3, int64: 0}[dtype]
+    # float16: where the sum cancels, one rounding of the accumulator to f16 (the evaluator
+    # rounds it before the epilogue, Triton keeps f32) is an absolute error of the size of
+    # the accumulator's ulp, so the absolute tolerance scales with the largest product sum
+    # (a fixed one failed on some draws: the data depends on which tests ran before)
+    scale = 1.0
+    if dtype is float16:
+        a, w = (bufs[n].astype(np.float64).reshape(r, 37) for n, r in (("a", 20), ("w", 18)))
+        scale = float(np.abs(a @ w.T).max())
     np.testing.assert_allclose(got["y"].astype(np.float64), expected["y"].astype(np.float64),
-                               rtol=tol, atol=tol)
+                               rtol=tol, atol=tol * scale)
     src = tp.kernels[0].source
     if dtype is int64:
         assert "tl.dot" not in src and "tl.sum(" in src  # no integer tensor-core path
