@@ -19,15 +19,15 @@ from ..runtime.registry import PRIMITIVES
 from .ir import Graph, Value
 
 
-def gradient_flow(prim, args, values: list[Value], params, differentiable: set, stop) -> bool:
+def gradient_flow(prim, args, values: list[Value], out_type, differentiable: set, stop) -> bool:
     """Where gradients flow, as eager autograd decides it (tracecc/_tensor.apply): an input
-    that requires grad is recorded, and then the output may carry a gradient; any other
-    input that may carry one is read through stop(value) (values is updated in place).
-    Returns whether the output may carry a gradient."""
+    that requires grad is recorded, and then the output (of type out_type) may carry a
+    gradient; any other input that may carry one is read through stop(value) (values is
+    updated in place). Returns whether the output may carry a gradient."""
     from .. import _grad_mode
     if prim.vjp is None or not (differentiable or any(a.requires_grad for a in args)):
         return False
-    if not prim.meta(*[v.type for v in values], **params).dtype.is_floating_point:
+    if not out_type.dtype.is_floating_point:
         return False  # integer and bool results have no gradient
     recorded = _grad_mode._enabled
     flows = False
@@ -79,9 +79,10 @@ class Binder:
                 raise UnsupportedError(f"{prim.name} applied to a {type(a._data).__name__}, not "
                                        f"a graph value, by a rule a pass runs")
             values.append(a._data.value)
+        out_type = prim.meta(*[v.type for v in values], **params)  # once: stops keep types
         flows = self.differentiable is not None and gradient_flow(
-            prim, args, values, params, self.differentiable, self.stop_gradient)
-        out = self._record(prim, values, params)
+            prim, args, values, out_type, self.differentiable, self.stop_gradient)
+        out = self._record(prim, values, params, out_type)
         if flows:
             self.differentiable.add(out)
         return self.tensor(out)

@@ -172,15 +172,17 @@ class Tracer:
                                    f"compiled function")
         return self.lift(t).value
 
-    def record(self, prim, values: list[Value], params: dict) -> Value:
-        out_type = prim.meta(*[v.type for v in values], **params)
+    def record(self, prim, values: list[Value], params: dict, out_type=None) -> Value:
+        out_type = out_type or prim.meta(*[v.type for v in values], **params)
         return self.graph.add_node(prim.name, values, params, out_type, short_location())
 
     # ------------------------------------------------------------ the protocol of _tensor.py
     def apply(self, prim, args, params) -> Tensor:
         values = [self.value_of(a) for a in args]
-        flows = gradient_flow(prim, args, values, params, self.differentiable, self.stop_gradient)
-        out_value = self.record(prim, values, params)
+        # meta once (a composite's meta runs its decomposition); stop_gradient keeps types
+        out_type = prim.meta(*[v.type for v in values], **params)
+        flows = gradient_flow(prim, args, values, out_type, self.differentiable, self.stop_gradient)
+        out_value = self.record(prim, values, params, out_type)
         if flows:
             self.differentiable.add(out_value)
         if prim.name in VIEW_PRIMS:
