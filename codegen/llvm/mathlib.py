@@ -111,6 +111,9 @@ _ERF_ONE = 3.95
 _TANH_P = [-0.006621656008064747, 0.021316342055797577, -0.0539107546210289, 0.13333122432231903,
            -0.3333333134651184]
 _TANH_SMALL = 0.55  # above: erf rounds to 1 in float32
+# sigmoid's fixed scale S: n + S stays a normal exponent for every clamped n in
+# [exp_lo/ln2, 0] (float32: [-150, 0] -> [-86, 64]; float64: [-1077, 0] -> [-1013, 64])
+_SIGMOID_SCALE = {32: 64, 64: 64}
 
 
 # sin/cos, float32: reduced and evaluated in double, so one final rounding decides
@@ -402,13 +405,19 @@ class MathLib:
         return e.sel(e.isnan(x), x, y)
 
     def _sigmoid(self, e: _Emitter, x):
-        """{1 or e}/(1 + e), e = exp(-|x|) = t * 2**h (h = floor(n/2) <= 0), computed as
-        {2**-h or t}/(2**-h + t): the multiply by 2**h cancels, and a subnormal result is
-        rounded once, by the division. NaN in: NaN throughout."""
-        t, m1 = e.split_scale(*self._exp_parts(e, e.b.fneg(e.fabs(x)), upper=False))
-        inv = e.from_bits(e.b.shl(e.b.sub(e.ci(2 * e.t.bias), m1), e.ci(e.t.mant)))  # 2**-h
-        num = e.sel(e.b.fcmp_ordered(">=", x, e.c(0.0)), inv, t)
-        return e.b.fdiv(num, e.b.fadd(inv, t))
+        """{1 or e}/(1 + e), e = exp(-|x|) = 2**n * (1 + q) with n <= 0, computed as
+        {2**S or t}/(2**S + t) with t = 2**(n+S) * (1 + q), one fma: scaled by the fixed
+        2**S, t is a normal number over the whole clamped range, so a subnormal result is
+        rounded once, by the division. (Scaling by 2**-floor(n/2) instead gives the same
+        bits for five more integer ops per element: W1 has two sigmoids.) NaN in: NaN
+        throughout."""
+        q, m = self._exp_parts(e, e.b.fneg(e.fabs(x)), upper=False)  # m = n + 2*bias
+        scale = _SIGMOID_SCALE[e.t.bits]
+        s = e.from_bits(e.b.shl(e.b.add(m, e.ci(scale - e.t.bias)), e.ci(e.t.mant)))  # 2**(n+S)
+        t = e.fma(q, s, s)
+        big = e.c(2.0 ** scale)
+        num = e.sel(e.b.fcmp_ordered(">=", x, e.c(0.0)), big, t)
+        return e.b.fdiv(num, e.b.fadd(big, t))
 
     def _erf(self, e: _Emitter, x):
         a = e.fabs(x)
