@@ -98,9 +98,10 @@ def gelu(input: Tensor, approximate: str = "none") -> Tensor:
         return T.mul(T.mul(input, 0.5), T.add(T.erf(T.mul(input, 1 / math.sqrt(2.0))), 1.0))
     if approximate == "tanh":
         # x/2 * (1 + tanh(z)) written as x * sigmoid(2z), the same function: one exp per
-        # element instead of tanh's expm1 and division (the compiled W1 workload ran 2x faster)
-        inner = T.mul(T.add(input, T.mul(T.mul(T.mul(input, input), input), 0.044715)),
-                      2.0 * math.sqrt(2.0 / math.pi))
+        # element instead of tanh's expm1 and division (the compiled W1 workload ran 2x
+        # faster), and 2z = x * (c + c*0.044715*x^2): one multiply fewer than x^3's
+        c = 2.0 * math.sqrt(2.0 / math.pi)
+        inner = T.mul(input, T.add(T.mul(T.mul(input, input), c * 0.044715), c))
         return T.mul(input, T.sigmoid(inner))
     raise InvalidArgumentError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
 
