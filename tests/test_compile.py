@@ -417,6 +417,29 @@ def test_dump_dir_has_numbered_stages_guards_and_a_repro(monkeypatch, tmp_path):
     assert verify(parse_graph(namespace["IR"])).name == "step"
 
 
+def test_llvm_dump_heads_each_kernel_with_its_ops_and_asm_on_request(monkeypatch, tmp_path):
+    monkeypatch.setenv("TRACECC_DUMP_DIR", str(tmp_path))
+    monkeypatch.setenv("TRACECC_DUMP_ASM", "1")
+
+    @tc.compile(backend="llvm")
+    def step(x, w):
+        return (x @ w).relu().sum()
+
+    step(tc.randn(4, 3), tc.randn(3, 5))
+    d = tmp_path / "step_0"
+    llvm_ir = next(d.glob("*_llvm.ll")).read_text()
+    asm = next(d.glob("*_asm.s")).read_text()
+    line = _line_of(step, "x @ w")
+    for text, comment, start in ((llvm_ir, ";", "define void @"), (asm, "#", "\t.globl\t")):
+        lines = text.splitlines()
+        heads = [i for i, s in enumerate(lines) if s.startswith(f"{comment} kernel ")]
+        assert heads, text[:500]
+        for i in heads:  # the kernel IR comes right before the function it describes
+            name = lines[i].split()[2]
+            following = next(s for s in lines[i:] if not s.startswith(comment))
+            assert following.startswith(start) and name in following
+        assert "member: matmul" in text and f"test_compile.py:{line}" in text
+
 # ---------------------------------------------------------------- backends
 def test_backend_registry_auto_custom_and_unknown():
     assert get_backend("auto").priority == max(b.priority for b in BACKENDS.values() if b.available())

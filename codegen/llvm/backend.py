@@ -4,16 +4,22 @@ A compiled graph is one native call per run: `entry(bufs)` runs every kernel in 
 splitting the large ones over the thread pool. Compiled objects go through the on-disk
 cache (codegen/cache.py), so a second process skips LLVM entirely. A graph the backend
 cannot lower yet runs on the reference interpreter, and the log says why.
+
+Dumps (TRACECC_DUMP_DIR, or TRACECC_LOGS=code): the module's LLVM IR as `NNN_llvm.ll`,
+each kernel's function headed by its kernel IR as comments (the traced ops it computes,
+with the user's lines); with TRACECC_DUMP_ASM=1 also the assembly, `NNN_asm.s`, headed the
+same way (a second code generation, so only when asked).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import time
 
 from ...passes.interpret import compile_graph
 from ...passes.ir import KernelGroup
-from ...passes.kernel_ir import format_program
+from ...passes.kernel_ir import format_kernel, format_program
 from ...passes.pipeline import NullSink
 from ...passes.schedule import schedule
 from ..backends import register_backend
@@ -29,6 +35,21 @@ def _kernel_info(k) -> str:
     for v in k.outer:
         elems *= v.size
     return f"{k.kind}, {elems} iterations"
+
+
+def annotate(code: str, program, comment: str, function_start: str) -> str:
+    """`code` with each kernel's kernel IR, as `comment` lines, above the line where its
+    function starts (`function_start`: a regex whose group 1 is the function's name)."""
+    kernels = {k.name: k for k in program.kernels}
+    start = re.compile(function_start)
+    out = []
+    for line in code.splitlines():
+        m = start.match(line)
+        k = kernels.pop(m.group(1), None) if m else None
+        if k is not None:
+            out += ["", *(f"{comment} {row}" for row in format_kernel(k).splitlines())]
+        out.append(line)
+    return "\n".join(out) + "\n"
 
 
 def compile_llvm(graph, log=None):
@@ -59,7 +80,13 @@ def compile_llvm(graph, log=None):
         return compile_graph(graph)
     log.emit("perf", f"{graph.name}: memory plan: {compiled.memory.summary()}")
     if log.enabled("code") or getattr(log, "dir", None) is not None:
-        log.stage("llvm", text=compiled.llvm_ir, suffix=".ll", kind="code")
+        log.stage("llvm", text=annotate(compiled.llvm_ir, program, ";", r'define .*@"([^"]+)"\('),
+                  suffix=".ll", kind="code")
+        if os.environ.get("TRACECC_DUMP_ASM") == "1":
+            from .jit import compile_module
+            asm = compile_module(compiled.llvm_ir, program.name, want_asm=True).asm
+            log.stage("asm", text=annotate(asm, program, "#", r"\t\.globl\t(\S+)$"),
+                      suffix=".s", kind="code")
     timings = ", ".join(f"{k} {v:.1f} ms" for k, v in compiled.compiled.timings.items())
     log.emit("perf", f"{graph.name}: {len(program.kernels)} kernels; schedule {t_schedule:.1f} ms; {timings}")
     shapes = [tuple(v.type.shape) for v in graph.roots()]
