@@ -115,6 +115,14 @@ def test_dump_of_a_script_that_compiles_nothing(tmp_path, capsys):
     assert "compiled nothing" in capsys.readouterr().err
 
 
+def test_dump_asm_writes_the_llvm_assembly(tmp_path):
+    (tmp_path / "llvm.py").write_text(SCRIPT.replace('backend="interpreter"', 'backend="llvm"'))
+    r = _run("dump", "--asm", "--dir", "out", "llvm.py", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    asm = next((tmp_path / "out" / "step_0").glob("*_asm.s")).read_text()
+    assert "# kernel " in asm and "\t.globl\t" in asm
+
+
 def test_graph_with_kernel_clusters(tmp_path):
     ir = tmp_path / "k.ir"
     ir.write_text(textwrap.dedent("""\

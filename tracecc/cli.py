@@ -36,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
                        "per stage (000_traced.ir, 001_<pass>.ir, ...), guards.txt and repro.py.")
     d.add_argument("--dir", default=DEFAULT_DUMP_DIR, help=f"where to write (default {DEFAULT_DUMP_DIR})")
     d.add_argument("--logs", default=None, help="also print these kinds (TRACECC_LOGS), e.g. graph")
+    d.add_argument("--asm", action="store_true",
+                   help="also write the llvm backend's assembly (TRACECC_DUMP_ASM=1)")
     d.add_argument("script", help="the Python script to run")
     d.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script")
     d.set_defaults(func=cmd_dump)
@@ -124,6 +126,8 @@ def cmd_dump(args) -> int:
     os.environ["TRACECC_DUMP_DIR"] = str(out)
     if args.logs:
         os.environ["TRACECC_LOGS"] = args.logs
+    if args.asm:
+        os.environ["TRACECC_DUMP_ASM"] = "1"
     script = Path(args.script)
     if not script.exists():
         print(f"tracecc dump: no such script: {script}", file=sys.stderr)
