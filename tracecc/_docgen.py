@@ -371,8 +371,10 @@ def run_tour(out_dir: Path) -> Path:
 
 
 def _kernel_block(lines: list[str], name: str, suffix: str) -> list[str]:
-    if suffix == ".ll":
+    if suffix == ".ll":  # from the kernel-IR comments that head the function, if any
         start = next(i for i, t in enumerate(lines) if t.startswith("define") and f'@"{name}"' in t)
+        while start > 0 and lines[start - 1].startswith(";"):
+            start -= 1
         end = next(i for i in range(start, len(lines)) if lines[i] == "}")
         return lines[start:end + 1]
     if suffix == ".kir":
