@@ -163,6 +163,23 @@ class Graph:
     def producers(self) -> dict[Value, Node]:
         return {n.out: n for n in self.nodes}
 
+    def upstream(self, roots, follow=None) -> list[Value]:
+        """roots and the values they are computed from, each once, depth first: from a
+        reached value v with a producer n, the walk goes on to follow(v, n) (default: all
+        of n's inputs)."""
+        producers = self.producers()
+        seen, order, stack = set(), [], list(roots)
+        while stack:
+            v = stack.pop()
+            if v in seen:
+                continue
+            seen.add(v)
+            order.append(v)
+            n = producers.get(v)
+            if n is not None:
+                stack.extend(n.inputs if follow is None else follow(v, n))
+        return order
+
     def users(self) -> dict[Value, list[Node]]:
         result: dict[Value, list[Node]] = {v: [] for v in self.values()}
         for n in self.nodes:

@@ -21,17 +21,7 @@ from .remat import min_cut_saved, nbytes, remat_enabled
 
 def _ancestors(graph: Graph, roots, stop=frozenset()) -> set[Value]:
     """roots and what they are computed from, not looking past values in stop."""
-    producers = graph.producers()
-    seen, stack = set(), list(roots)
-    while stack:
-        v = stack.pop()
-        if v in seen:
-            continue
-        seen.add(v)
-        n = producers.get(v)
-        if n is not None and v not in stop:
-            stack.extend(n.inputs)
-    return seen
+    return set(graph.upstream(roots, lambda v, n: () if v in stop else n.inputs))
 
 
 def _default_saved(joint: Graph, fwd_live: set[Value], grads: list[Value]) -> list[Value]:

@@ -63,16 +63,8 @@ def min_cut_saved(joint: Graph, n_outputs: int, fwd_live: set[Value],
     producers = joint.producers()
     tangent = tangent_values(joint)
     # what the backward reads from the forward side, found from the gradients down
-    needs, seen, stack = [], set(), list(grads)
-    while stack:
-        v = stack.pop()
-        if v in seen:
-            continue
-        seen.add(v)
-        if v not in tangent:
-            needs.append(v)
-        elif v in producers:
-            stack.extend(producers[v].inputs)
+    needs = [v for v in joint.upstream(grads, lambda v, n: n.inputs if v in tangent else ())
+             if v not in tangent]
 
     # Capacities are bytes, scaled so that ties (only) are broken: saving a forward input
     # or output costs nothing extra (the caller holds it anyway), so it wins a tie; saving a
@@ -87,21 +79,14 @@ def min_cut_saved(joint: Graph, n_outputs: int, fwd_live: set[Value],
     g = nx.DiGraph()
     g.add_node(SOURCE)
     g.add_node(SINK)
-    order, done, stack = [], set(), list(needs)
-    while stack:
-        v = stack.pop()
-        if v in done:
-            continue
-        done.add(v)
-        order.append(v)
+    order = joint.upstream(needs)
+    for v in order:
         g.add_edge((v, "in"), (v, "out"), capacity=capacity(v))
         node = producers.get(v)
         if node is None or (v in fwd_live and not recomputable(node)):
             g.add_edge(SOURCE, (v, "in"))  # no capacity attribute: infinite
-        if node is not None:
-            for a in node.inputs:
-                g.add_edge((a, "out"), (v, "in"))
-                stack.append(a)
+        for a in node.inputs if node is not None else ():
+            g.add_edge((a, "out"), (v, "in"))
     for v in needs:
         g.add_edge((v, "out"), SINK)
     # any max-flow algorithm gives the same partition (networkx takes the sink side as what

@@ -319,18 +319,12 @@ class Tracer:
     def _reached(self, roots) -> set[Value]:
         """Values whose gradient the roots' backward would compute: walk back from the roots
         through recorded uses (nodes with a VJP, values that may carry a gradient)."""
-        producers = self.graph.producers()
-        seen, stack = set(), list(roots)
-        while stack:
-            v = stack.pop()
-            if v in seen:
-                continue
-            seen.add(v)
-            n = producers.get(v)
-            if n is not None and (n.prim.vjp is not None or
-                                  (n.op == "grad" and n.params["create_graph"])):
-                stack.extend(x for x in n.inputs if x in self.differentiable)
-        return seen
+        def recorded(v, n):
+            if n.prim.vjp is None and not (n.op == "grad" and n.params["create_graph"]):
+                return ()
+            return [x for x in n.inputs if x in self.differentiable]
+
+        return set(self.graph.upstream(roots, recorded))
 
     def _leaves(self, reached) -> list[Tensor]:
         """The tensors backward() gives a .grad: leaves that require grad, and tensors
