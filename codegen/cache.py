@@ -13,6 +13,12 @@ is deleted; it is never loaded. Writers write a unique temporary file and rename
 the entry (atomic on POSIX), so concurrent processes writing the same key never expose a
 partial file: the last rename wins and both wrote the same bytes.
 
+Size: at most TRACECC_CACHE_MAX_MB (default 512) megabytes. A hit marks its entry as
+recently used (its modification time); every PRUNE_EVERY stores, and on the first store of
+a process, a store that finds the folder over the limit deletes the least recently used
+entries down to PRUNE_TO of it. Entries are small (1-10 KB a graph), but every change to
+the code generator or its inputs makes new ones and leaves the old ones unused.
+
 I/O errors never break compilation: a cache that cannot be read or written is skipped
 (one warning). `info()` and `clear()` back the `tracecc cache info|clear` command.
 """
@@ -35,8 +41,12 @@ FORMAT_VERSION = 1
 _HEADER = struct.Struct("<8sIQ32s")  # magic, format version, payload length, sha256(payload)
 _SUFFIX = ".o"
 
+DEFAULT_MAX_MB = 512
+PRUNE_EVERY = 32  # stores between two looks at the folder's size (a listing costs ~ms)
+PRUNE_TO = 0.8  # of the limit: some room before the next prune
+
 _warned = False
-stats = {"hits": 0, "misses": 0, "corrupt": 0, "stores": 0}
+stats = {"hits": 0, "misses": 0, "corrupt": 0, "stores": 0, "evicted": 0}
 
 
 def enabled() -> bool:
@@ -55,6 +65,16 @@ def cache_dir() -> Path:
 
 def _entries_dir() -> Path:
     return cache_dir() / "llvm"
+
+
+def max_bytes() -> int:
+    """The size limit: TRACECC_CACHE_MAX_MB megabytes (default 512)."""
+    raw = os.environ.get("TRACECC_CACHE_MAX_MB", "")
+    try:
+        mb = float(raw) if raw else DEFAULT_MAX_MB
+    except ValueError:
+        raise CacheError(f"TRACECC_CACHE_MAX_MB must be a number of megabytes, got {raw!r}") from None
+    return max(0, int(mb * 1e6))
 
 
 @lru_cache(maxsize=None)
@@ -141,6 +161,10 @@ def load(key: str) -> bytes | None:
             pass
         return None
     stats["hits"] += 1
+    try:
+        os.utime(path)  # recently used: the last entries pruning deletes
+    except OSError:
+        pass
     return obj
 
 
@@ -158,6 +182,8 @@ def store(key: str, obj: bytes) -> bool:
         os.replace(tmp, path)
         tmp = None
         stats["stores"] += 1
+        if (stats["stores"] - 1) % PRUNE_EVERY == 0:
+            prune()
         return True
     except OSError as e:
         _warn(f"write {path}", e)
@@ -177,6 +203,35 @@ def _files() -> list[Path]:
     return [p for p in d.iterdir() if p.is_file() and (p.suffix == _SUFFIX or p.name.endswith(".tmp"))]
 
 
+def prune(limit: int | None = None) -> int:
+    """If the entries take more than `limit` bytes (default max_bytes()), delete the least
+    recently used down to PRUNE_TO of it. Returns how many were deleted."""
+    limit = max_bytes() if limit is None else limit
+    entries = []
+    for p in _files():
+        if p.suffix == _SUFFIX:
+            try:
+                st = p.stat()
+            except OSError:  # deleted by another process meanwhile
+                continue
+            entries.append((st.st_mtime, st.st_size, p))
+    total = sum(size for _, size, _ in entries)
+    if total <= limit:
+        return 0
+    removed = 0
+    for _, size, p in sorted(entries, key=lambda e: e[0]):
+        if total <= limit * PRUNE_TO:
+            break
+        try:
+            p.unlink()
+        except OSError:
+            continue
+        total -= size
+        removed += 1
+    stats["evicted"] += removed
+    return removed
+
+
 def info() -> dict:
     """Where the cache is, how many entries and bytes it holds, and this process's counters."""
     files = [p for p in _files() if p.suffix == _SUFFIX]
@@ -187,7 +242,7 @@ def info() -> dict:
         except OSError:
             pass
     return {"dir": str(_entries_dir()), "enabled": enabled(), "entries": len(files), "bytes": size,
-            **stats}
+            "max_bytes": max_bytes(), **stats}
 
 
 def clear() -> int:

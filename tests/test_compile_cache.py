@@ -189,3 +189,35 @@ def test_cached_object_calling_runtime_symbols_loads_in_a_new_process(cache_dir)
     for o in outs:
         assert o.returncode == 0, o.stderr
     assert [o.stdout.split() for o in outs] == [["False", "True"], ["True", "True"]]
+
+
+# ---------------------------------------------------------------- size limit
+def _stored(n, size=1000):
+    keys = [cache.make_key(f"ir {i}", "cpu") for i in range(n)]
+    for i, k in enumerate(keys):
+        assert cache.store(k, bytes([i]) * size)
+        os.utime(cache._path(k), (1000.0 + i, 1000.0 + i))  # stored in this order
+    return keys
+
+
+def test_prune_deletes_the_least_recently_used_first(monkeypatch):
+    monkeypatch.setattr(cache, "PRUNE_EVERY", 10**9)  # only the explicit prune below
+    keys = _stored(5)
+    assert cache.load(keys[0]) is not None  # a hit: now the most recently used
+    one = cache._path(keys[0]).stat().st_size
+    removed = cache.prune(limit=3 * one)  # down to 80% of it: two entries stay
+    assert removed == 3
+    assert [cache.load(k) is not None for k in keys] == [True, False, False, False, True]
+    assert cache.prune(limit=3 * one) == 0  # under the limit: nothing to do
+
+
+def test_stores_keep_the_folder_under_the_limit(monkeypatch, cache_dir):
+    monkeypatch.setattr(cache, "PRUNE_EVERY", 1)
+    monkeypatch.setenv("TRACECC_CACHE_MAX_MB", "0.01")  # 10 KB
+    _stored(30)
+    total = sum(p.stat().st_size for p in entry_files(cache_dir))
+    assert 0 < total <= 10_000
+    assert cache.info()["max_bytes"] == 10_000
+    monkeypatch.setenv("TRACECC_CACHE_MAX_MB", "lots")
+    with pytest.raises(Exception, match="TRACECC_CACHE_MAX_MB"):
+        cache.max_bytes()

@@ -115,7 +115,8 @@ def cmd_cache(args) -> int:
         return 0
     info = cache.info()
     print(f"dir      {info['dir']}\nenabled  {info['enabled']}\nentries  {info['entries']}\n"
-          f"bytes    {info['bytes']}")
+          f"bytes    {info['bytes']} (limit {info['max_bytes']}: TRACECC_CACHE_MAX_MB; the least "
+          f"recently used go first)")
     return 0
 
 
