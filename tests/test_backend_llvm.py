@@ -125,3 +125,24 @@ def test_integer_max_min_and_unknown_ops_attribute():
     np.testing.assert_array_equal(mn.numpy(), [0, -7, -1])
     from tracecc.runtime.registry import ops
     assert not hasattr(ops, "no_such_primitive")  # AttributeError, not KeyError
+
+
+@pytest.mark.parametrize("shape", [(16, 16), (17, 33), (100, 3), (3, 100), (40, 1030), (2, 37, 19)])
+def test_transposed_reads_walk_in_tiles_and_stay_exact(shape):
+    """A materialised transpose (or a permute feeding a pointwise op) is lowered in square
+    tiles when both loops are long enough; any shape, tile edges included, is exact."""
+    from tracecc.codegen.llvm import lower
+
+    rng = np.random.default_rng(len(shape))
+    x = rng.standard_normal(shape).astype(np.float32)
+    b = rng.standard_normal(shape[-2]).astype(np.float32)
+
+    def f(x, b):  # out[..., i, j] = 2 * x[..., j, i] + b[j]: reads x transposed
+        return x.transpose(-1, -2) * 2.0 + b
+
+    cf = tc.compile(f, **LLVM)
+    got = cf(tc.tensor(x), tc.tensor(b)).numpy()
+    np.testing.assert_array_equal(got, np.swapaxes(x, -1, -2) * np.float32(2.0) + b)
+    (entry,) = cf._entries
+    tiled = [k for k in entry.runner.program.kernels if lower._transpose_tile(k)]
+    assert bool(tiled) == (min(shape[-2:]) >= lower.TRANSPOSE_TILE), shape

@@ -194,10 +194,16 @@ class KernelLowering:
         loops = self.k.outer[:-2] if blas is not None else self.k.outer
         interleave = _interleave(self.k)
         column = _column_var(self.k)
+        tile = _transpose_tile(self.k)
         for depth, v in enumerate(loops):
             lo, hi = (start, end) if depth == 0 else (ir.Constant(I64, 0), ir.Constant(I64, v.size))
             if v is column:
                 self.lower_columns(v, lo, hi)
+                break
+            if tile and depth == len(loops) - 2:
+                closers += self.tiled_loops(v, lo, hi, loops[-1], tile, interleave)
+                for phase in self.k.phases:
+                    self.lower_phase(phase)
                 break
             inner = depth == len(loops) - 1
             self.vars[v.name], close = _for(b, lo, hi, v.name, interleave if inner else 0)
@@ -215,6 +221,22 @@ class KernelLowering:
         b.ret_void()
         self.entry_builder().branch(self.fn.blocks[1])
         return self.fn
+
+    def tiled_loops(self, a, lo, hi, q, tile: int, interleave: int) -> list:
+        """The last two loops (a over [lo, hi), q over its size) walked in tile x tile
+        blocks: for ab, for qb, for a in block, for q in block. Returns their closers."""
+        b = self.b
+
+        def upto(x, limit):
+            end = b.add(x, ir.Constant(I64, tile))
+            return b.select(b.icmp_signed("<", end, limit), end, limit)
+
+        q_size = ir.Constant(I64, q.size)
+        ab, close_ab = _for(b, lo, hi, f"{a.name}.tile", step=tile)
+        qb, close_qb = _for(b, ir.Constant(I64, 0), q_size, f"{q.name}.tile", step=tile)
+        self.vars[a.name], close_a = _for(b, ab, upto(ab, hi), a.name)
+        self.vars[q.name], close_q = _for(b, qb, upto(qb, q_size), q.name, interleave)
+        return [close_ab, close_qb, close_a, close_q]
 
     def lower_phase(self, phase):
         b = self.b
@@ -496,6 +518,32 @@ def _column_var(k: Kernel):
         return col if all(unit(ld, {col.name}) for ld in reading) else None
     inner = {p.loops[-1].name for p in k.phases if p.loops and p.reductions}
     return None if any(unit(ld, inner) for ld in loads) else col
+
+
+# A pointwise kernel that reads an operand transposed (unit stride along its second-innermost
+# loop, a long one along the innermost: a materialised .T or permute) walks those two loops
+# in TRANSPOSE_TILE-square blocks, so each cache line a strided read fetches is used for a
+# whole block row before it is evicted.
+TRANSPOSE_TILE = 16
+
+
+def _transpose_tile(k: Kernel) -> int:
+    """The tile size for a pointwise kernel that reads a transposed operand, else 0."""
+    if k.kind != "pointwise" or k.matmul is not None or len(k.outer) < 2:
+        return 0
+    if any(p.loops for p in k.phases):
+        return 0
+    a, q = k.outer[-2], k.outer[-1]
+    if min(a.size, q.size) < TRANSPOSE_TILE:
+        return 0
+    for ld in (e for e in walk_kernel(k) if isinstance(e, Load)):
+        stride = {}
+        for t in ld.index.terms:
+            if t.var is not None and t.div == 1 and not t.mod:
+                stride[t.var.name] = stride.get(t.var.name, 0) + t.stride
+        if stride.get(a.name) == 1 and abs(stride.get(q.name, 0)) >= TRANSPOSE_TILE:
+            return TRANSPOSE_TILE
+    return 0
 
 
 _HEAVY = {"exp", "log", "tanh", "sigmoid", "erf", "log1p", "expm1", "pow", "sin", "cos", "div", "sqrt"}
