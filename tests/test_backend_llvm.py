@@ -146,3 +146,28 @@ def test_transposed_reads_walk_in_tiles_and_stay_exact(shape):
     (entry,) = cf._entries
     tiled = [k for k in entry.runner.program.kernels if lower._transpose_tile(k)]
     assert bool(tiled) == (min(shape[-2:]) >= lower.TRANSPOSE_TILE), shape
+
+
+@pytest.mark.parametrize("kernel_size,stride", [(2, 2), (3, 1), (3, 2)])
+def test_pooling_windows_are_unrolled_and_exact(kernel_size, stride):
+    """A pooling window (or any loop nest of a few iterations innermost) is unrolled, so the
+    loop around it runs long; values and gradients stay those of eager mode."""
+    from tracecc.codegen.llvm import lower
+
+    x = np.random.default_rng(kernel_size).standard_normal((2, 3, 11, 12)).astype(np.float32)
+
+    def f(x):
+        y = tc.nn.functional.max_pool2d(x, kernel_size, stride)
+        y.sum().backward()
+        return y, x.grad
+
+    cf = tc.compile(f, **LLVM)
+    ex = tc.tensor(x, requires_grad=True)
+    cx = tc.tensor(x, requires_grad=True)
+    want, got = f(ex), cf(cx)
+    for w, g in zip(want, got):
+        np.testing.assert_array_equal(g.detach().numpy(), w.detach().numpy())
+    if kernel_size == stride:  # a reshape into windows, reduced over (2, 2): unrolled
+        assert "llvm.loop.unroll.full" in cf._entries[0].runner.compiled.llvm_ir
+    assert lower._tiny_suffix([64, 14, kernel_size, kernel_size]) == 2
+    assert lower._tiny_suffix([64, 14, 5]) == 0 and lower._tiny_suffix([7, 2]) == 1
