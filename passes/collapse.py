@@ -1,0 +1,97 @@
+"""Merging a kernel's outer loops where every access walks them as one.
+
+The scheduler gives a kernel one outer loop per dimension of what it computes. When every
+Load and Store steps through two adjacent loops as through one (the outer loop's stride
+is the inner one's times the inner size, with no // or % on either), the pair is one loop
+over the product: the same iterations in the same order, with a longer innermost loop to
+vectorise. A contiguous (64, 16, 14, 14) pointwise kernel becomes one loop of 200,704
+instead of loops of 14; a broadcast (a bias read along one axis) or a transpose keeps
+the loops apart.
+
+Kernels with a Matmul keep their loops (the product maps (m, n) onto the BLAS), as do
+loops whose index a value reads (LoopIndex).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from math import prod
+
+from .kernel_ir import Index, Kernel, Load, LoopIndex, LoopVar, Op, Phase, Store, Term, all_stores, walk_kernel
+
+
+def collapse_loops(k: Kernel) -> Kernel:
+    """k with each run of mergeable adjacent outer loops made one loop (a new Kernel), or
+    k itself when nothing merges."""
+    if k.matmul is not None or len(k.outer) < 2:
+        return k
+    indices = [e.index for e in walk_kernel(k) if isinstance(e, Load)] + [s.index for s in all_stores(k)]
+    fixed = {e.var.name for e in walk_kernel(k) if isinstance(e, LoopIndex)}
+    fixed |= {t.var.name for ix in indices for t in ix.terms
+              if t.var is not None and (t.div != 1 or t.mod)}
+    runs = [[v] for v in k.outer]
+    for j in range(len(runs) - 2, -1, -1):  # innermost pair first
+        a, b = runs[j], runs[j + 1]
+        if any(v.name in fixed for v in a + b):
+            continue
+        if all(_one_walk(ix, a, b) for ix in indices):
+            runs[j:j + 2] = [a + b]
+    if len(runs) == len(k.outer):
+        return k
+    return _rewrite(k, runs)
+
+
+def _stride(index: Index, run: list[LoopVar]) -> int:
+    """How far index moves per step of the run's merged loop: the stride of its innermost
+    loop that has more than one iteration (0 if none has)."""
+    for v in reversed(run):
+        if v.size > 1:
+            return sum(t.stride for t in index.terms if t.var is not None and t.var.name == v.name)
+    return 0
+
+
+def _one_walk(index: Index, a: list[LoopVar], b: list[LoopVar]) -> bool:
+    size_a, size_b = prod(v.size for v in a), prod(v.size for v in b)
+    if size_a <= 1 or size_b <= 1:
+        return True
+    return _stride(index, a) == _stride(index, b) * size_b
+
+
+def _rewrite(k: Kernel, runs: list[list[LoopVar]]) -> Kernel:
+    """k over the merged loops: every index re-expressed in them. Expressions are rebuilt
+    once each (memoised by identity), so shared subexpressions stay shared."""
+    merged = [(run, LoopVar(run[0].name, prod(v.size for v in run))) for run in runs]
+    in_run = {v.name for run, _ in merged if len(run) > 1 for v in run}
+    memo: dict[int, object] = {}
+
+    def index(ix: Index) -> Index:
+        terms = [replace(t, expr=expr(t.expr)) if t.expr is not None else t for t in ix.terms
+                 if t.var is None or t.var.name not in in_run]
+        for run, m in merged:
+            if len(run) > 1:
+                stride = _stride(ix, run)
+                if stride:
+                    terms.append(Term(stride, m))
+        return Index(ix.offset, tuple(terms))
+
+    def expr(e):
+        hit = memo.get(id(e))
+        if hit is None:
+            if isinstance(e, Load):
+                hit = replace(e, index=index(e.index))
+            elif isinstance(e, Op):
+                hit = replace(e, args=tuple(expr(a) for a in e.args))
+            else:
+                hit = e
+            memo[id(e)] = hit
+        return hit
+
+    def store(s: Store) -> Store:
+        return replace(s, index=index(s.index), value=expr(s.value))
+
+    phases = tuple(Phase(p.loops, tuple(replace(r, value=expr(r.value)) for r in p.reductions),
+                         tuple(store(s) for s in p.stores)) for p in k.phases)
+    return replace(k, outer=tuple(m for _, m in merged), phases=phases)
+
+
+__all__ = ["collapse_loops"]
