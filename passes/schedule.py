@@ -3,7 +3,8 @@
 1. Realise: decide which values get a buffer. Graph inputs and outputs, reductions,
    matmuls, scatters, cat and slice_scatter always do; pointwise, movement and creation
    values are recomputed inside their consumers (inlined) unless several kernels read
-   them and they cost more than a load.
+   them and they cost more than a load, or a consumer reads them through a broadcast and
+   they read several buffers.
 2. Group: each realised value joins a kernel group, one loop nest. A reduction joins the
    group of earlier reductions over the same rows (same kept and reduced dimensions); a
    pointwise value joins the group of a reduction it reads along those rows (softmax,
@@ -32,6 +33,11 @@ ALWAYS_REALIZED = {"reduction", "matmul"}
 # recomputing these in every consumer costs about as much as loading them
 CHEAP_OPS = {"full", "arange", "cast", "copy", "neg", "reshape", "permute", "expand", "slice",
              "add", "sub", "mul", "relu", "where", "eq", "ne", "lt", "le", "gt", "ge"}
+
+
+# a pointwise value read through an expand is stored rather than recomputed at every read
+# when it reads this many buffers (passes/schedule.py _realise_broadcast_source)
+BROADCAST_LOADS = 4
 
 
 def _numel(v):
@@ -80,6 +86,8 @@ class Scheduler:
                 realized.add(n.out)
                 self.log.append(f"realise {_name(n.out)} ({n.op}): {len(self.users[n.out])} "
                                 f"consumers, recomputing it would repeat {n.op}")
+            if n.op == "expand":
+                self._realise_broadcast_source(n)
             if n.op == "matmul":
                 for v in n.inputs:  # operands must be plain loads: no O(MNK) recompute
                     base = self._view_base(v)
@@ -87,6 +95,32 @@ class Scheduler:
                             and PRIMITIVES[self.producer[base].op].kind in ("pointwise", "creation"):
                         realized.add(base)  # the base, so a transposed use shares its buffer
         return realized
+
+    def _realise_broadcast_source(self, n):
+        """An expand makes its consumer read each element of its source several times; a
+        source that reads BROADCAST_LOADS or more buffers inline gets a buffer instead of
+        being recomputed at every read (a 2x2 max-pool's backward read a 9-term sum 4 times
+        per element)."""
+        base = self._view_base(n.inputs[0])
+        if base not in self.producer or base in self.realized \
+                or PRIMITIVES[self.producer[base].op].kind != "pointwise":
+            return
+        if _numel(n.out) < 2 * _numel(base):
+            return
+        loads, stack, seen = 0, [base], set()
+        while stack:
+            x = stack.pop()
+            if x in seen:
+                continue
+            seen.add(x)
+            if x not in self.producer or x in self.realized:
+                loads += 1
+                continue
+            stack.extend(self.producer[x].inputs)
+        if loads >= BROADCAST_LOADS:
+            self.realized.add(base)
+            self.log.append(f"realise {_name(base)}: broadcast {_numel(n.out) // _numel(base)}x by "
+                            f"{_name(n.out)}, and it reads {loads} buffers")
 
     def _view_base(self, v):
         """The value a chain of movement ops starts from."""

@@ -169,3 +169,20 @@ def test_a_member_read_by_a_later_reduction_is_recomputed_not_loaded():
 def test_matmul_with_a_constant_operand():
     # the backward of mean(x @ w) multiplies a broadcast constant gradient by w
     check(lambda w: tc.full((3, 4), 0.5) @ w, ((4, 5), f32), rtol=1e-5)
+
+
+def test_a_sum_of_many_buffers_read_through_a_broadcast_is_stored_once():
+    # a max-pool backward spreads each pooled gradient over its window: when that gradient
+    # is a sum of several buffers (a conv's input gradient), it is computed once, not once
+    # per window element
+    def spread(a, b, c, d, x):
+        g = (a + b + c + d).reshape(2, 3, 1, 4, 1).expand(2, 3, 2, 4, 2)
+        return g * x.reshape(2, 3, 2, 4, 2)
+
+    prog, log = check(spread, *[((2, 3, 4), f32)] * 4, ((2, 6, 8), f32), kernels=2)
+    assert any("broadcast 4x" in line for line in log), "\n".join(log)
+
+    def cheap(a, b, x):  # two loads: recomputing them is cheaper than a buffer
+        return (a + b).reshape(2, 3, 1, 4, 1).expand(2, 3, 2, 4, 2) * x.reshape(2, 3, 2, 4, 2)
+
+    check(cheap, ((2, 3, 4), f32), ((2, 3, 4), f32), ((2, 6, 8), f32), kernels=1)
