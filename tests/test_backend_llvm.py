@@ -171,3 +171,12 @@ def test_pooling_windows_are_unrolled_and_exact(kernel_size, stride):
         assert "llvm.loop.unroll.full" in cf._entries[0].runner.compiled.llvm_ir
     assert lower._tiny_suffix([64, 14, kernel_size, kernel_size]) == 2
     assert lower._tiny_suffix([64, 14, 5]) == 0 and lower._tiny_suffix([7, 2]) == 1
+
+
+def test_small_kernels_are_compiled_for_size_large_ones_for_speed():
+    f = tc.compile(lambda x: (x * 2 + 1).relu(), **LLVM)
+    small, large = tc.randn(100), tc.randn(1 << 20)
+    for x in (small, large):
+        np.testing.assert_array_equal(f(x).numpy(), np.maximum(x.numpy() * 2 + 1, 0))
+    irs = [e.runner.compiled.llvm_ir for e in f._entries]
+    assert "optsize" in irs[0] and "optsize" not in irs[1]
