@@ -232,22 +232,22 @@ class KernelLowering:
         tile = _transpose_tile(self.k)
         flat = self.k.matmul is None and not any(p.loops for p in self.k.phases)
         tiny = _tiny_suffix([v.size for v in loops]) if flat and not tile else 0
+        phases_lowered = False
         for depth, v in enumerate(loops):
             lo, hi = (start, end) if depth == 0 else (ir.Constant(I64, 0), ir.Constant(I64, v.size))
             if v is column:
-                self.lower_columns(v, lo, hi)
+                self.lower_columns(v, lo, hi)  # the phases too, inside the column blocks
+                phases_lowered = True
                 break
             if tile and depth == len(loops) - 2:
                 closers += self.tiled_loops(v, lo, hi, loops[-1], tile, interleave)
-                for phase in self.k.phases:
-                    self.lower_phase(phase)
                 break
             inner = depth == len(loops) - 1
             unroll = depth > 0 and depth >= len(loops) - tiny
             self.vars[v.name], close = _for(b, lo, hi, v.name, interleave if inner else 0,
                                             unroll=unroll)
             closers.append(close)
-        else:
+        if not phases_lowered:
             for phase in self.k.phases:
                 self.lower_phase(phase)
         if blas is not None:
