@@ -180,3 +180,28 @@ def test_small_kernels_are_compiled_for_size_large_ones_for_speed():
         np.testing.assert_array_equal(f(x).numpy(), np.maximum(x.numpy() * 2 + 1, 0))
     irs = [e.runner.compiled.llvm_ir for e in f._entries]
     assert "optsize" in irs[0] and "optsize" not in irs[1]
+
+
+def test_kernels_that_differ_only_in_their_buffers_share_one_function(monkeypatch):
+    """A model's repeated layers give kernels that are the same code on other buffers: LLVM
+    compiles one function for them, entry calls it with each call's own buffers, and the
+    per-kernel profile (TRACECC_LOGS=perf) still times every kernel."""
+    from tracecc.codegen.llvm.lower import shared_functions
+
+    ws = [tc.randn(16, 16) for _ in range(4)]
+
+    def layers(x):
+        for w in ws:
+            x = (x @ w).relu() * 0.5 + x
+        return x
+
+    cf = tc.compile(layers, **LLVM)
+    x = tc.randn(8, 16)
+    np.testing.assert_allclose(cf(x).numpy(), layers(x).numpy(), rtol=1e-5, atol=1e-6)
+    compiled = cf._entries[0].runner.compiled
+    program = compiled.program
+    functions = set(shared_functions(program).values())
+    assert len(functions) < len(program.kernels)
+    assert compiled.llvm_ir.count('define void @"') == len(functions) + 1  # and entry
+    rows = compiled.profile(compiled.converted, repeat=1)
+    assert [r["kernel"] for r in rows] == [k.name for k in program.kernels]

@@ -39,8 +39,15 @@ def _kernel_info(k) -> str:
 
 def annotate(code: str, program, comment: str, function_start: str) -> str:
     """`code` with each kernel's kernel IR, as `comment` lines, above the line where its
-    function starts (`function_start`: a regex whose group 1 is the function's name)."""
+    function starts (`function_start`: a regex whose group 1 is the function's name). A
+    function that also runs other kernels (the same code on other buffers) names them."""
+    from .lower import shared_functions
+
     kernels = {k.name: k for k in program.kernels}
+    also: dict[str, list[str]] = {}
+    for name, fn in shared_functions(program).items():
+        if name != fn:
+            also.setdefault(fn, []).append(name)
     start = re.compile(function_start)
     out = []
     for line in code.splitlines():
@@ -48,6 +55,8 @@ def annotate(code: str, program, comment: str, function_start: str) -> str:
         k = kernels.pop(m.group(1), None) if m else None
         if k is not None:
             out += ["", *(f"{comment} {row}" for row in format_kernel(k).splitlines())]
+            if k.name in also:
+                out.append(f"{comment} also runs (same code, other buffers): {', '.join(also[k.name])}")
         out.append(line)
     return "\n".join(out) + "\n"
 

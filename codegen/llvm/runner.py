@@ -208,15 +208,21 @@ class CompiledProgram:
         bytes it moves and its GFLOP/s: what TRACECC_LOGS=perf prints."""
         import time
 
+        from .lower import kernel_buffers, shared_functions
+
         self.run(self._safe_inputs(inputs))  # sets the buffer pointers
+        function_of = shared_functions(self.program)
         rows = []
         for k in self.program.kernels:
-            fn = self.compiled.cfunc(k.name, None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
+            fn = self.compiled.cfunc(function_of[k.name], None, ctypes.c_void_p, ctypes.c_int64,
+                                     ctypes.c_int64)
+            names = kernel_buffers(k)  # the kernel's own pointer table, as entry builds it
+            args = (ctypes.c_void_p * max(len(names), 1))(*[self.pointers[self.slot[n]] for n in names])
             n = k.outer[0].size if k.outer else 1
             times = []
             for _ in range(repeat):
                 t = time.perf_counter()
-                fn(self.pointers_address, 0, n)
+                fn(ctypes.addressof(args), 0, n)
                 times.append(time.perf_counter() - t)
             seconds = sorted(times)[len(times) // 2]
             moved = sum(self.program.buffers[b].numel * self.program.buffers[b].dtype.itemsize
