@@ -35,9 +35,11 @@ CHEAP_OPS = {"full", "arange", "cast", "copy", "neg", "reshape", "permute", "exp
              "add", "sub", "mul", "relu", "where", "eq", "ne", "lt", "le", "gt", "ge"}
 
 
-# a pointwise value read through an expand is stored rather than recomputed at every read
-# when it reads this many buffers (passes/schedule.py _realise_broadcast_source)
-BROADCAST_LOADS = 4
+# A value that reads this many buffers inline is stored rather than recomputed where it
+# would be computed more than once: read by several consumers (a transformer's residual
+# stream, a sum that grows by one term per layer, was recomputed in every later layer), or
+# read through a broadcast (_realise_broadcast_source).
+INLINE_LOADS = 4
 
 
 def _numel(v):
@@ -86,6 +88,10 @@ class Scheduler:
                 realized.add(n.out)
                 self.log.append(f"realise {_name(n.out)} ({n.op}): {len(self.users[n.out])} "
                                 f"consumers, recomputing it would repeat {n.op}")
+            elif len(self.users.get(n.out, ())) > 1 and self._inline_loads(n.out) >= INLINE_LOADS:
+                realized.add(n.out)
+                self.log.append(f"realise {_name(n.out)} ({n.op}): {len(self.users[n.out])} "
+                                f"consumers, and computing it reads {self._inline_loads(n.out)} buffers")
             if n.op == "expand":
                 self._realise_broadcast_source(n)
             if n.op == "matmul":
@@ -96,9 +102,23 @@ class Scheduler:
                         realized.add(base)  # the base, so a transposed use shares its buffer
         return realized
 
+    def _inline_loads(self, v) -> int:
+        """How many buffers computing v inline reads (with what is realised so far)."""
+        loads, stack, seen = 0, [v], set()
+        while stack:
+            x = stack.pop()
+            if x in seen:
+                continue
+            seen.add(x)
+            if x not in self.producer or (x in self.realized and x is not v):
+                loads += 1
+                continue
+            stack.extend(self.producer[x].inputs)
+        return loads
+
     def _realise_broadcast_source(self, n):
         """An expand makes its consumer read each element of its source several times; a
-        source that reads BROADCAST_LOADS or more buffers inline gets a buffer instead of
+        source that reads INLINE_LOADS or more buffers inline gets a buffer instead of
         being recomputed at every read (a 2x2 max-pool's backward read a 9-term sum 4 times
         per element)."""
         base = self._view_base(n.inputs[0])
@@ -107,17 +127,8 @@ class Scheduler:
             return
         if _numel(n.out) < 2 * _numel(base):
             return
-        loads, stack, seen = 0, [base], set()
-        while stack:
-            x = stack.pop()
-            if x in seen:
-                continue
-            seen.add(x)
-            if x not in self.producer or x in self.realized:
-                loads += 1
-                continue
-            stack.extend(self.producer[x].inputs)
-        if loads >= BROADCAST_LOADS:
+        loads = self._inline_loads(base)
+        if loads >= INLINE_LOADS:
             self.realized.add(base)
             self.log.append(f"realise {_name(base)}: broadcast {_numel(n.out) // _numel(base)}x by "
                             f"{_name(n.out)}, and it reads {loads} buffers")
@@ -247,11 +258,20 @@ class Scheduler:
             if v not in self.producer and v not in self.group_of:
                 self._add(v, self._new_group("copy"))
 
+    def _related(self, v, g: Group) -> bool:
+        """Does v read what g reads or computes? Reductions over the same rows share a
+        kernel only then (one pass over their common input); unrelated ones (each layer's
+        bias gradient) keep kernels of their own, which repeat layer after layer and are
+        compiled once (codegen/llvm/lower.py)."""
+        reads = self._reads(v)
+        return any(m in reads or reads & self._reads(m) for m in g.members)
+
     def _place_reduction(self, n):
         key = self._rows_key(n)
         if self.fuse and n.out not in self.no_row_fusion:
             for g in reversed(self.groups):
-                if g.kind == "reduction" and g.key == key and self._legal_join(n.out, g):
+                if g.kind == "reduction" and g.key == key and self._related(n.out, g) \
+                        and self._legal_join(n.out, g):
                     self.log.append(f"fuse {_name(n.out)} ({n.op}) into {self._gname(g)}: same rows "
                                     f"(shape {list(key[0])}, axes {list(key[1])})")
                     g.reductions.append(n.out)

@@ -186,3 +186,31 @@ def test_a_sum_of_many_buffers_read_through_a_broadcast_is_stored_once():
         return (a + b).reshape(2, 3, 1, 4, 1).expand(2, 3, 2, 4, 2) * x.reshape(2, 3, 2, 4, 2)
 
     check(cheap, ((2, 3, 4), f32), ((2, 3, 4), f32), ((2, 6, 8), f32), kernels=1)
+
+
+def test_a_residual_stream_read_by_every_later_layer_is_stored_not_recomputed():
+    # x_k = x_{k-1} + f(x_{k-1}): each x_k has two consumers; inline, the sum would grow by
+    # a term per layer and be recomputed in every later kernel
+    def stream(x, a, b, c, d, e):
+        stats = []
+        for k, w in enumerate((a, b, c, d, e)):  # read by the next layer and by a reduction
+            x = x + w
+            stats.append(x.sum(k % 2))
+        return stats
+
+    prog, log = check(stream, *[((4, 8), f32)] * 6, rtol=1e-5)
+    assert any("consumers, and computing it reads" in line for line in log), "\n".join(log)
+    for k in prog.kernels:  # inline, the last layers' kernels read every earlier layer's
+        assert len(k.reads()) <= 4, format_program(prog)
+
+
+def test_unrelated_reductions_over_the_same_rows_get_kernels_of_their_own():
+    def two(x, y):  # same rows, nothing shared: two kernels, not one with two phases
+        return x.sum(0), (y * 2).sum(0)
+
+    check(two, ((6, 5), f32), ((6, 5), f32), kernels=2)
+
+    def shared(x):  # reading the same input: one pass
+        return x.sum(0), (x * x).sum(0)
+
+    check(shared, ((6, 5), f32), kernels=1)
