@@ -88,10 +88,10 @@ class Scheduler:
                 realized.add(n.out)
                 self.log.append(f"realise {_name(n.out)} ({n.op}): {len(self.users[n.out])} "
                                 f"consumers, recomputing it would repeat {n.op}")
-            elif len(self.users.get(n.out, ())) > 1 and self._inline_loads(n.out) >= INLINE_LOADS:
+            elif len(self.users.get(n.out, ())) > 1 and (loads := self._inline_loads(n.out)) >= INLINE_LOADS:
                 realized.add(n.out)
                 self.log.append(f"realise {_name(n.out)} ({n.op}): {len(self.users[n.out])} "
-                                f"consumers, and computing it reads {self._inline_loads(n.out)} buffers")
+                                f"consumers, and computing it reads {loads} buffers")
             if n.op == "expand":
                 self._realise_broadcast_source(n)
             if n.op == "matmul":
