@@ -17,7 +17,9 @@ from __future__ import annotations
 from dataclasses import replace
 from math import prod
 
-from .kernel_ir import Index, Kernel, Load, LoopIndex, LoopVar, Op, Phase, Store, Term, all_stores, walk_kernel
+from .kernel_ir import (
+    Index, Kernel, Load, LoopIndex, LoopVar, Op, Phase, Store, Term, all_stores, walk_kernel,
+)
 
 
 def collapse_loops(k: Kernel) -> Kernel:
