@@ -11,7 +11,9 @@ from tracecc.passes import schedule as schedule_module
 from tracecc.passes.collapse import collapse_loops
 from tracecc.passes.interpret import interpret
 from tracecc.passes.kernel_eval import run_program
-from tracecc.passes.kernel_ir import Index, Kernel, Load, LoopIndex, LoopVar, Op, Phase, Store, Term, format_kernel
+from tracecc.passes.kernel_ir import (
+    Index, Kernel, Load, LoopIndex, LoopVar, Op, Phase, Store, Term, format_kernel,
+)
 from tracecc.passes.schedule import schedule
 
 from graph_builder import random_input, trace
@@ -22,7 +24,8 @@ f32 = tc.float32
 def _kernel(outer, load_terms, store_terms, value=None):
     ld = Load("x", Index(0, tuple(load_terms)), f32)
     value = value or Op("exp", (ld,), f32)
-    return Kernel("poi_k", "pointwise", tuple(outer), (Phase(stores=(Store("y", Index(0, tuple(store_terms)), value),)),))
+    store = Store("y", Index(0, tuple(store_terms)), value)
+    return Kernel("poi_k", "pointwise", tuple(outer), (Phase(stores=(store,)),))
 
 
 def test_contiguous_loops_become_one():

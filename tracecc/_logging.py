@@ -3,8 +3,9 @@
 TRACECC_LOGS=graph,passes,fusion,code,guards,recompiles,cache,perf (or `all`) prints the
 named kinds to stderr. TRACECC_DUMP_DIR=dir writes one numbered file per stage for each
 traced graph, in dir/<function>_<n>/ (000_traced.ir, 001_<pass>.ir, ..., code files,
-guards.txt, repro.py; TRACECC_DUMP_ASM=1 adds the llvm backend's assembly). passes/ and codegen/ do not import this module: the front end hands
-them a `Sink` (the LogSink protocol of passes/pipeline.py) for each graph it compiles.
+guards.txt, repro.py; TRACECC_DUMP_ASM=1 adds the llvm backend's assembly). passes/ and
+codegen/ do not import this module: the front end hands them a `Sink` (the LogSink
+protocol of passes/pipeline.py) for each graph it compiles.
 """
 
 from __future__ import annotations
