@@ -22,6 +22,8 @@ from tracecc.passes.interpret import interpret
 from tracecc.passes.parser import parse_graph
 from tracecc.passes.verify import verify
 
+from train_steps import train_step
+
 REF = dict(backend="interpreter", options={"passes": []})  # autograd only: exact eager arithmetic
 rng = np.random.default_rng(0)
 
@@ -248,19 +250,11 @@ def test_the_mnist_step_is_a_joint_graph_built_by_the_pass(tmp_path, monkeypatch
         model = nn.Sequential(nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10))
         torch_like.append((model, optim.SGD(model.parameters(), lr=0.1, momentum=0.9)))
 
-    def make_step(model, opt):
-        def step(x, y):
-            opt.zero_grad()
-            loss = F.cross_entropy(model(x), y)
-            loss.backward()
-            opt.step()
-            return loss
-        return step
 
     x = tc.tensor(rng.standard_normal((16, 784)).astype(np.float32))
     y = tc.tensor(rng.integers(0, 10, 16))
-    eager_step = make_step(*torch_like[0])
-    compiled = tc.compile(make_step(*torch_like[1]), backend="llvm")
+    eager_step = train_step(*torch_like[0])
+    compiled = tc.compile(train_step(*torch_like[1]), backend="llvm")
     for _ in range(3):
         np.testing.assert_allclose(compiled(x, y).item(), eager_step(x, y).item(), rtol=1e-5)
     for pe, pc in zip(torch_like[0][0].parameters(), torch_like[1][0].parameters()):

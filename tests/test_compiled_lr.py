@@ -18,6 +18,8 @@ import tracecc.nn.functional as F  # noqa: E402
 import tracecc.optim as optim  # noqa: E402
 from tracecc.optim import lr_scheduler  # noqa: E402
 
+from train_steps import train_step  # noqa: E402
+
 # the traced graph as it is, on the interpreter: bit-for-bit eager results
 REF = dict(backend="interpreter", options={"passes": []})
 
@@ -34,17 +36,6 @@ def _pair(make_opt):
         model = _model()
         out.append((model, make_opt(model)))
     return out
-
-
-def _step_fn(model, opt):
-    def train_step(x, y):
-        opt.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss
-
-    return train_step
 
 
 def _batches(n, seed=1):
@@ -77,8 +68,8 @@ def _run(make_opt, make_sched=None, n=12, change=None, per_step=False, backend=R
     change(i, opt) edits param_groups by hand. Returns the compiled function."""
     eager, comp = _pair(make_opt)
     scheds = [make_sched(o) for _, o in (eager, comp)] if make_sched else []
-    ref = _step_fn(*eager)
-    step = tc.compile(_step_fn(*comp), **backend)
+    ref = train_step(*eager)
+    step = tc.compile(train_step(*comp), **backend)
     exact = backend is REF
     for i, (x, y) in enumerate(_batches(n)):
         if change is not None:
@@ -220,7 +211,7 @@ def test_lr_schedule_on_emulated_cuda_with_graph_replay(monkeypatch):
         model = _model().to(device)
         opt = SGD_NESTEROV_WD(model)
         sched = lr_scheduler.CosineAnnealingLR(opt, T_max=5)
-        step = _step_fn(model, opt)
+        step = train_step(model, opt)
         if device == "cuda":
             step = tc.compile(step)
         replays = lib.replays

@@ -5,13 +5,14 @@ import numpy as np
 
 import tracecc as tc
 import tracecc.nn as nn
-import tracecc.nn.functional as F
 import tracecc.optim as optim
 from tracecc.passes.kernel_ir import (
     Buffer, Index, Kernel, Load, LoopVar, Op, Phase, Program, Store,
 )
 from tracecc.passes.memory import plan
 from tracecc.runtime.dtypes import float32
+
+from train_steps import train_step
 
 
 def _copy_kernel(name, src, dst, n=1000, op="neg"):
@@ -65,16 +66,8 @@ def test_compiled_sgd_step_updates_parameters_in_their_own_arrays():
     (m0, o0), (m1, o1) = setup(), setup()
     x, y = tc.randn(5, 12), tc.randint(0, 3, (5,))
 
-    def make_step(model, opt):
-        def step(x, y):
-            opt.zero_grad()
-            loss = F.cross_entropy(model(x), y)
-            loss.backward()
-            opt.step()
-            return loss
-        return step
 
-    eager, compiled = make_step(m0, o0), tc.compile(make_step(m1, o1), backend="llvm")
+    eager, compiled = train_step(m0, o0), tc.compile(train_step(m1, o1), backend="llvm")
     arrays = [p._data for p in m1.parameters()]
     for _ in range(4):
         eager(x, y), compiled(x, y)

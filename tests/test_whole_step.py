@@ -12,6 +12,8 @@ import tracecc.nn as nn
 import tracecc.nn.functional as F
 import tracecc.optim as optim
 
+from train_steps import train_step
+
 
 # the reference: the traced graph as it is, on the interpreter (bit-for-bit eager results)
 REF = dict(backend="interpreter", options={"passes": []})
@@ -42,17 +44,6 @@ def _setup(make_opt, dropout=0.0):
     tc.manual_seed(0)
     model = MLP(dropout)
     return model, make_opt(model.parameters())
-
-
-def _step_fn(model, opt, set_to_none=True):
-    def train_step(images, labels):
-        opt.zero_grad(set_to_none=set_to_none)
-        loss = F.cross_entropy(model(images), labels)
-        loss.backward()
-        opt.step()
-        return loss
-
-    return train_step
 
 
 def _batches(n, batch=16, seed=1):
@@ -96,8 +87,8 @@ OPTIMIZERS = {
 def test_twenty_steps_match_eager_exactly(opt_name):
     eager = _setup(OPTIMIZERS[opt_name])
     comp = _setup(OPTIMIZERS[opt_name])
-    eager_step = _step_fn(*eager)
-    step = tc.compile(_step_fn(*comp), **REF)
+    eager_step = train_step(*eager)
+    step = tc.compile(train_step(*comp), **REF)
     for i, (x, y) in enumerate(_batches(20)):
         l0 = eager_step(x, y)
         l1 = step(x, y)
@@ -118,8 +109,8 @@ def test_dropout_and_zero_grad_in_place_match_eager():
     zero_grad(set_to_none=False) zeroes the existing .grad in place."""
     make = OPTIMIZERS["sgd_momentum"]
     eager, comp = _setup(make, dropout=0.25), _setup(make, dropout=0.25)
-    eager_step = _step_fn(*eager, set_to_none=False)
-    step = tc.compile(_step_fn(*comp, set_to_none=False), **REF)
+    eager_step = train_step(*eager, set_to_none=False)
+    step = tc.compile(train_step(*comp, set_to_none=False), **REF)
     for i, (x, y) in enumerate(_batches(8)):
         tc.manual_seed(100 + i)
         l0 = eager_step(x, y)
@@ -157,8 +148,8 @@ def test_grads_set_to_none_by_the_step_are_none_afterwards():
 
 def test_returned_loss_is_like_eager_with_its_graph_already_used():
     eager, comp = _setup(OPTIMIZERS["adam"]), _setup(OPTIMIZERS["adam"])
-    step = tc.compile(_step_fn(*comp), **REF)
-    eager_step = _step_fn(*eager)
+    step = tc.compile(train_step(*comp), **REF)
+    eager_step = train_step(*eager)
     for x, y in _batches(3):  # the first call runs the trace once, the others the graph
         l0, l1 = eager_step(x, y), step(x, y)
         assert l1.item() == l0.item() and l1.requires_grad and l0.requires_grad
@@ -172,8 +163,8 @@ def test_learning_rate_is_an_input_and_momentum_a_guard():
     it recompiles. Either way the results stay eager's, bit for bit."""
     model, opt = _setup(OPTIMIZERS["sgd_momentum"])
     ref_model, ref_opt = _setup(OPTIMIZERS["sgd_momentum"])
-    step = tc.compile(_step_fn(model, opt), **REF)
-    ref = _step_fn(ref_model, ref_opt)
+    step = tc.compile(train_step(model, opt), **REF)
+    ref = train_step(ref_model, ref_opt)
     for i, (x, y) in enumerate(_batches(8)):
         if i == 3:
             opt.param_groups[0]["lr"] = ref_opt.param_groups[0]["lr"] = 0.01
@@ -213,8 +204,8 @@ def test_fullgraph_false_step_with_item_inside_runs_eagerly_and_matches():
 def test_mnist_step_on_the_best_backend_stays_close_to_eager():
     """The default backend (LLVM when available) over a few steps, within float tolerance."""
     eager, comp = _setup(OPTIMIZERS["sgd_momentum"]), _setup(OPTIMIZERS["sgd_momentum"])
-    eager_step = _step_fn(*eager)
-    step = tc.compile(_step_fn(*comp))
+    eager_step = train_step(*eager)
+    step = tc.compile(train_step(*comp))
     for x, y in _batches(5):
         np.testing.assert_allclose(step(x, y).item(), eager_step(x, y).item(), rtol=1e-4)
     for p0, p1 in zip(eager[0].parameters(), comp[0].parameters()):
@@ -224,8 +215,8 @@ def test_mnist_step_on_the_best_backend_stays_close_to_eager():
 def test_default_pipeline_on_the_interpreter_stays_close_to_eager():
     """With every pass of the pipeline (simplification may reassociate float math)."""
     eager, comp = _setup(OPTIMIZERS["adam"]), _setup(OPTIMIZERS["adam"])
-    eager_step = _step_fn(*eager)
-    step = tc.compile(_step_fn(*comp), backend="interpreter")
+    eager_step = train_step(*eager)
+    step = tc.compile(train_step(*comp), backend="interpreter")
     for x, y in _batches(5):
         np.testing.assert_allclose(step(x, y).item(), eager_step(x, y).item(), rtol=1e-5)
     for p0, p1 in zip(eager[0].parameters(), comp[0].parameters()):
