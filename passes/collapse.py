@@ -27,8 +27,9 @@ def collapse_loops(k: Kernel) -> Kernel:
     k itself when nothing merges."""
     if k.matmul is not None or len(k.outer) < 2:
         return k
-    indices = [e.index for e in walk_kernel(k) if isinstance(e, Load)] + [s.index for s in all_stores(k)]
-    fixed = {e.var.name for e in walk_kernel(k) if isinstance(e, LoopIndex)}
+    exprs = list(walk_kernel(k))
+    indices = [e.index for e in exprs if isinstance(e, Load)] + [s.index for s in all_stores(k)]
+    fixed = {e.var.name for e in exprs if isinstance(e, LoopIndex)}
     fixed |= {t.var.name for ix in indices for t in ix.terms
               if t.var is not None and (t.div != 1 or t.mod)}
     runs = [[v] for v in k.outer]

@@ -612,26 +612,28 @@ def _interleave(k: Kernel) -> int:
     return 2 if ops & _INTERLEAVE_OPS and not ops & _NO_INTERLEAVE_OPS else 0
 
 
-def kernel_buffers(k: Kernel) -> list[str]:
-    """The buffers kernel k uses, in the order they first appear in its text: the order of
-    its `args`, the same for kernels that differ only in which buffers they use."""
-    text = format_kernel(k)
+def kernel_buffers(k: Kernel, text: str | None = None) -> list[str]:
+    """The buffers kernel k uses, in the order they first appear in its text (format_kernel,
+    if already made): the order of its `args`, the same for kernels that differ only in
+    which buffers they use."""
+    text = format_kernel(k) if text is None else text
     names = set(k.reads()) | set(k.writes())
     if k.matmul is not None and k.matmul.out is not None:
         names.add(k.matmul.out)
     return sorted(names, key=lambda n: (text.find(n + "["), n))
 
 
-def kernel_signature(k: Kernel, buffer_dtypes: dict) -> str:
-    """What k's code depends on: its text with buffers renamed by position (members and
-    fusion reasons left out), the buffers' dtypes, and whether it goes to the pool."""
-    names = kernel_buffers(k)
-    text = "\n".join(line for line in format_kernel(k).splitlines()[1:]
-                     if not line.lstrip().startswith("#"))
+def kernel_signature(k: Kernel, buffer_dtypes: dict) -> tuple[str, list[str]]:
+    """(what k's code depends on, its buffers): its text with buffers renamed by position
+    (members and fusion reasons left out) and the buffers' dtypes."""
+    text = format_kernel(k)
+    names = kernel_buffers(k, text)
+    head, *lines = text.splitlines()
+    body = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
     for j, n in sorted(enumerate(names), key=lambda jn: -len(jn[1])):  # longest first
-        text = text.replace(n + "[", f"@{j}[")
-    head = format_kernel(k).splitlines()[0].split(" ", 2)[2]  # "[kind] over (loops):"
-    return f"{head}\n{text}\n{[str(buffer_dtypes[n]) for n in names]}"
+        body = body.replace(n + "[", f"@{j}[")
+    loops = head.split(" ", 2)[2]  # "[kind] over (loops):"
+    return f"{loops}\n{body}\n{[str(buffer_dtypes[n]) for n in names]}", names
 
 
 def shared_functions(p: Program) -> dict[str, str]:
@@ -639,7 +641,8 @@ def shared_functions(p: Program) -> dict[str, str]:
     signature)."""
     buffer_dtypes = {name: b.dtype for name, b in p.buffers.items()}
     first: dict[str, str] = {}
-    return {k.name: first.setdefault(kernel_signature(k, buffer_dtypes), k.name) for k in p.kernels}
+    return {k.name: first.setdefault(kernel_signature(k, buffer_dtypes)[0], k.name)
+            for k in p.kernels}
 
 
 def lower_program(p: Program, mathlib=None, module: ir.Module | None = None,
@@ -652,8 +655,7 @@ def lower_program(p: Program, mathlib=None, module: ir.Module | None = None,
     functions: dict[str, ir.Function] = {}  # kernel signature -> its function
     calls = []
     for k in p.kernels:
-        names = kernel_buffers(k)
-        sig = kernel_signature(k, buffer_dtypes)
+        sig, names = kernel_signature(k, buffer_dtypes)
         if sig not in functions:
             local = {n: j for j, n in enumerate(names)}
             functions[sig] = KernelLowering(ctx, k, local, buffer_dtypes).lower()

@@ -113,7 +113,7 @@ _TANH_P = [-0.006621656008064747, 0.021316342055797577, -0.0539107546210289, 0.1
 _TANH_SMALL = 0.55  # above: erf rounds to 1 in float32
 # sigmoid's fixed scale S: n + S stays a normal exponent for every clamped n in
 # [exp_lo/ln2, 0] (float32: [-150, 0] -> [-86, 64]; float64: [-1077, 0] -> [-1013, 64])
-_SIGMOID_SCALE = {32: 64, 64: 64}
+_SIGMOID_SCALE = 64
 
 
 # sin/cos, float32: reduced and evaluated in double, so one final rounding decides
@@ -412,7 +412,7 @@ class MathLib:
         bits for five more integer ops per element: W1 has two sigmoids.) NaN in: NaN
         throughout."""
         q, m = self._exp_parts(e, e.b.fneg(e.fabs(x)), upper=False)  # m = n + 2*bias
-        scale = _SIGMOID_SCALE[e.t.bits]
+        scale = _SIGMOID_SCALE
         s = e.from_bits(e.b.shl(e.b.add(m, e.ci(scale - e.t.bias)), e.ci(e.t.mant)))  # 2**(n+S)
         t = e.fma(q, s, s)
         big = e.c(2.0 ** scale)
