@@ -16,8 +16,9 @@ from tracecc.runtime.errors import CudaDriverError  # noqa: E402
 
 import tracecc as tc  # noqa: E402
 
+from train_steps import train_step  # noqa: E402
+
 pytest.importorskip("triton")
-F = tc.nn.functional
 STEPS = 4
 X = np.random.default_rng(0).standard_normal((4, 6)).astype(np.float32)
 Y = np.array([0, 2, 1, 1])
@@ -48,13 +49,7 @@ def setup(device, opt_name, compiled=True):
     else:
         opt = tc.optim.Adam(model.parameters(), lr=0.01)
 
-    def step(x, y):
-        opt.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss
-
+    step = train_step(model, opt)
     return model, opt, (tc.compile(step) if compiled else step)
 
 
