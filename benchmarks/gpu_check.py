@@ -29,6 +29,7 @@ import traceback
 import numpy as np
 
 BUDGET_S = 270  # stop starting new sections after this, to stay under 5 minutes
+PEERS_TIMEOUT_S = 180  # gpu_peers.py (PyTorch, torch.compile) after that
 
 
 def use_checkout_if_not_installed() -> None:
@@ -55,9 +56,20 @@ def use_checkout_if_not_installed() -> None:
     sys.meta_path.insert(0, CheckoutFinder())
 
 
+def keep_torch_out() -> None:
+    """Triton 3.6 imports torch for its driver whenever it can (codegen-facts §2.2), and the
+    GPU image has torch: block it, so this process runs tracecc's own torch-free driver (as
+    a user without torch would); gpu_peers.py times PyTorch in another process. Triton 3.9
+    uses torch only if it is already imported, and blocking it there breaks its specializer."""
+    from importlib.metadata import version
+    if tuple(int(p) for p in version("triton").split(".")[:2]) < (3, 9):
+        sys.modules.setdefault("torch", None)
+
+
 class Check:
-    def __init__(self, dry_run: bool):
+    def __init__(self, dry_run: bool, has_torch: bool = False):
         self.dry = dry_run
+        self.has_torch = has_torch
         self.device = "interpreter" if dry_run else "cuda"
         self.rows: list[dict] = []
         self.failed = False
@@ -585,22 +597,48 @@ def _eager_cuda(c: Check, tc, F, nn):
     c.guarded("eager", f"W4 eager batch {batch}", w4)
 
 
+def torch_peers(c: Check):
+    """PyTorch eager and torch.compile on the same workloads, from gpu_peers.py in its own
+    process (importing torch would change Triton's driver here)."""
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    if c.dry:
+        return
+    if not c.has_torch:
+        c.row("torch", "PyTorch peers", "not installed", "", "")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "peers.json"
+        script = Path(__file__).with_name("gpu_peers.py")
+        try:
+            subprocess.run([sys.executable, str(script), "--json", str(out)], timeout=PEERS_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            c.row("torch", "PyTorch peers", "timed out", "", f"after {PEERS_TIMEOUT_S} s")
+        if out.exists():
+            c.rows.extend(json.loads(out.read_text())["rows"])
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dry-run", action="store_true", help="no GPU: Triton's interpreter at tiny sizes")
     parser.add_argument("--json", help="write the rows as JSON to this file")
     parser.add_argument("--skip", nargs="*", default=[],
-                        choices=["correct", "eager", "cudastep", "workloads", "launch", "matmul", "w4"],
+                        choices=["correct", "eager", "cudastep", "workloads", "launch", "matmul", "w4", "peers"],
                         help="sections to leave out")
     args = parser.parse_args(argv)
     use_checkout_if_not_installed()
+    import importlib.util
+    has_torch = importlib.util.find_spec("torch") is not None
     if not args.dry_run:
         os.environ.pop("TRITON_INTERPRET", None)
+        keep_torch_out()
     os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
     saved = {k: os.environ.get(k) for k in ("TRACECC_AUTOTUNE",)}
     os.environ["TRACECC_AUTOTUNE"] = "0"  # correctness cases take the first config; W1-W3 tune
-    c = Check(args.dry_run)
+    c = Check(args.dry_run, has_torch)
     print(f"tracecc gpu_check ({'dry run: interpreter' if args.dry_run else 'cuda'})", flush=True)
     try:
         environment(c)
@@ -626,6 +664,8 @@ def main(argv=None) -> int:
     os.environ["TRACECC_AUTOTUNE"] = "0"
     if "w4" not in args.skip:
         mlp_step_time(c)
+    if "peers" not in args.skip:
+        torch_peers(c)
     for k, v in saved.items():
         if v is None:
             os.environ.pop(k, None)
