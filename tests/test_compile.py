@@ -115,6 +115,30 @@ def test_closure_tensors_are_lifted_not_baked():
     assert f.traces == 1 and f.graphs[0].inputs[1].role == "tensor"
 
 
+def test_modules_and_optimizers_given_as_default_arguments_are_found():
+    model = nn.Linear(4, 3)
+    opt = tc.optim.SGD(model.parameters(), lr=0.1)
+
+    def step(x, y, model=model, opt=opt):  # a common way to bind them
+        opt.zero_grad()
+        loss = ((model(x) - y) ** 2).mean()
+        loss.backward()
+        opt.step()
+        return loss
+
+    compiled = tc.compile(step, **REF)
+    x, y = tc.randn(8, 4), tc.randn(8, 3)
+    eager_model = nn.Linear(4, 3)
+    eager_model.load_state_dict(model.state_dict())
+    eager_opt = tc.optim.SGD(eager_model.parameters(), lr=0.1)
+    for _ in range(5):
+        _eq(compiled(x, y), step(x, y, eager_model, eager_opt))
+    # traced without grads, then with them; the parameters are named, not anonymous
+    assert compiled.traces == 2 and not compiled.fallbacks
+    assert [i.name for i in compiled.graphs[-1].inputs if i.role == "param"] == ["weight", "bias"]
+    _eq(model.weight, eager_model.weight)
+
+
 def test_rebinding_a_global_or_closure_tensor_recompiles():
     w = tc.ones(3)
 

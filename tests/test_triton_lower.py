@@ -25,7 +25,7 @@ from graph_builder import trace  # noqa: E402
 from kernel_cases import matmul_kernel, pointwise_kernel, softmax_kernel  # noqa: E402
 from tracecc.passes.interpret import interpret  # noqa: E402
 from tracecc.codegen.triton.backend import TritonProgram  # noqa: E402
-from tracecc.codegen.triton.lower import Options, lower_kernel  # noqa: E402
+from tracecc.codegen.triton.lower import Options, lower_kernel, pointer_param  # noqa: E402
 from tracecc.codegen.triton.scalar import EMITTERS  # noqa: E402
 from tracecc.passes.kernel_eval import run_kernel as eval_kernel  # noqa: E402
 from tracecc.passes.kernel_eval import run_program  # noqa: E402
@@ -430,8 +430,16 @@ def check_graph(src_dir, fn, *specs, rtol=1e-5, atol=1e-6, options=None, kernels
 
 
 def test_scheduled_softmax_layernorm_log_softmax(src_dir):
-    _, tp = check_graph(src_dir, lambda x: tc.softmax(x, 1), ((8, 33), f32), kernels=1)
+    prog, tp = check_graph(src_dir, lambda x: tc.softmax(x, 1), ((8, 33), f32), kernels=1)
     assert tp.kernels[0].kind == "rows"
+    # the persistent row keeps exp(x - max) in registers: the output is stored once, never read
+    out = pointer_param(prog.outputs[0])
+    assert tp.kernels[0].source.count(f"tl.store({out}") == 1
+    assert f"tl.load({out}" not in tp.kernels[0].source
+    prog, looped = check_graph(src_dir, lambda x: tc.softmax(x, 1), ((3, 33), f32),
+                               options=Options(max_rblock=8))
+    out = pointer_param(prog.outputs[0])
+    assert looped.kernels[0].source.count(f"tl.load({out}") == 1  # across loops: stored, read back
     check_graph(src_dir, lambda x: tc.log_softmax(x, -1), ((5, 17), f32), options=Options(max_rblock=8))
 
     def layer_norm(x, w, b):
@@ -504,11 +512,13 @@ _COMPILE_SCRIPT = textwrap.dedent("""
         "matmul": (t.matmul_kernel(t.rng, M=64, K=64, N=64), 4096),
         "matmul_f16": (t.matmul_kernel(t.rng, M=64, K=64, N=64, dtype=t.float16), 4096),
         "matmul_int": (t.matmul_kernel(t.rng, M=20, K=8, N=16, dtype=t.int64), 4096),
+        "matmul_medium": (t.matmul_kernel(t.rng, M=64, K=64, N=64), 4096, "medium"),
     }}
     out = {{}}
-    for name, ((k, bufs), max_rblock) in cases.items():
+    for name, ((k, bufs), max_rblock, *precision) in cases.items():
         kern = t.lower_kernel(k, {{n: t.get_dtype(a.dtype) for n, a in bufs.items()}},
-                              {{n: a.size for n, a in bufs.items()}}, Options(max_rblock=max_rblock))
+                              {{n: a.size for n, a in bufs.items()}},
+                              Options(max_rblock=max_rblock, matmul_precision=(precision or [None])[0]))
         for spec in kern.launches:
             config = launch.configs(spec, interpret=False, max_rblock=max_rblock)[0]
             ck = launch.compile_offline(kern, spec, config, arch=90, directory={src!r})
@@ -527,13 +537,15 @@ def test_generated_source_compiles_to_ptx_for_sm90_offline(src_dir):
                           timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert len(out) == 13  # every kernel kind (split has two launches)
+    assert len(out) == 14  # every kernel kind (split has two launches)
     for name, r in out.items():
         assert ".target sm_90" in r["ptx"] and r["cubin"] > 0, name
         assert ".entry triton_" in r["ptx"], name
     ptx = {name.split(":")[1]: r["ptx"] for name, r in out.items()}
-    # tensor cores for tf32 (precision "high") and f16 operands; none for the int64 fallback
+    # tensor cores for tf32 and f16 operands; none for the int64 fallback. "high" (tf32x3)
+    # issues three tf32 products where "medium" issues one.
     assert "mma" in ptx["matmul"] and "tf32" in ptx["matmul"]
+    assert ptx["matmul"].count("mma") >= 3 * ptx["matmul_medium"].count("mma") > 0
     assert "mma" in ptx["matmul_f16"] and "f16" in ptx["matmul_f16"]
     assert "mma" not in ptx["matmul_int"]
     assert "atom.global" in ptx["scatter"] or "red.global" in ptx["scatter"]

@@ -282,6 +282,11 @@ class World:
                 continue
             self._root(var, cell, None, value)
             self.scan(var, value, depth)
+        # `def step(x, model=model, opt=opt)` binds state as default arguments
+        defaults = fn.__defaults__ or ()
+        names = code.co_varnames[code.co_argcount - len(defaults):code.co_argcount]
+        for var, value in [*zip(names, defaults), *(fn.__kwdefaults__ or {}).items()]:
+            self.scan(var, value, depth)
         g = getattr(fn, "__globals__", {})
         for var in _global_names(code):
             if var in g and not isinstance(g[var], (types.ModuleType, type)):

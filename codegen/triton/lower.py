@@ -40,13 +40,17 @@ from .scalar import (
     register_type,
 )
 
-_PRECISIONS = {"highest": "ieee", "high": "tf32", "medium": "tf32"}
+# "high" splits each float32 operand into two TF32 halves and sums three tensor-core
+# products (Triton's tf32x3): about float32's accuracy, as PyTorch's "high" (bfloat16x3 or
+# TF32) trades a little precision for tensor cores; "medium" is one TF32 product.
+_PRECISIONS = {"highest": "ieee", "high": "tf32x3", "medium": "tf32"}
 _float32_matmul_precision = "highest"
 
 
 def set_float32_matmul_precision(precision: str) -> None:
     """As torch.set_float32_matmul_precision: "highest" (default) computes float32 matmuls
-    in full float32; "high" and "medium" allow TF32 tensor cores (10-bit mantissa inputs)."""
+    in full float32 on the CUDA cores; "high" uses three TF32 tensor-core products per
+    multiply (tf32x3, close to float32); "medium" one (10-bit mantissa inputs, ~1e-3)."""
     global _float32_matmul_precision
     if precision not in _PRECISIONS:
         raise InvalidArgumentError(f"set_float32_matmul_precision: unknown precision {precision!r}",
@@ -77,6 +81,7 @@ class LaunchSpec:
     persistent: bool = True  # rows: the whole inner loop in one block
     mnk: tuple[int, int, int] = (0, 0, 0)
     dot: bool = True  # matmul through tl.dot (blocks of at least 16)
+    cuda_cores: bool = False  # a float32 tl.dot in full precision: FMAs, not tensor cores
     rerunnable: bool = True  # running it twice leaves the same result (may be autotuned)
     signature: dict = field(default_factory=dict)  # pointer parameter -> "*fp32", ...
 
@@ -146,6 +151,13 @@ class _FunctionWriter:
         self.memo: list[dict] = [{}]  # id(expr) -> Val, per scope
         self.tmp = 0
         self.buffers: list[str] = []
+        # Store-to-load forwarding within one program: (address, mask) -> the value stored
+        # there, and the line of the last store to each (address, mask) that nothing has
+        # read yet (a later store there makes it dead). A softmax's persistent row kernel
+        # stores exp(x - max) into its output and reads it back to divide: with these it
+        # divides the registers and stores once. Both are per loop scope.
+        self.stored: list[dict] = [{}]
+        self.unread: list[dict] = [{}]
 
     # ------------------------------------------------------------ output
     def line(self, text: str) -> None:
@@ -154,12 +166,23 @@ class _FunctionWriter:
     def push(self) -> None:
         self.scopes.append({})
         self.memo.append({})
+        self.stored.append({})
+        self.unread.append({})
         self.depth += 1
 
     def pop(self) -> None:
         self.scopes.pop()
         self.memo.pop()
+        self.stored.pop()
+        self.unread.pop()
         self.depth -= 1
+        self._forget(None)  # what the loop stored is at addresses the enclosing code cannot name
+
+    def _forget(self, buffer: str | None, keep=None) -> None:
+        """Drop forwarding entries (of one buffer, or all) except `keep`'s."""
+        for level in (*self.stored, *self.unread):
+            for key in [k for k in level if (buffer is None or k[0] == buffer) and k != keep]:
+                del level[key]
 
     def bind(self, code: str, dtype, axes, prefix: str = "tmp") -> Val:
         """Assign code to a fresh variable once per scope (CSE on the generated text)."""
@@ -210,6 +233,13 @@ class _FunctionWriter:
         idx = self.index(e.index, ctx)
         mask = ctx.mask_for(idx.axes)
         addr = self.address(e.buffer, idx)
+        for level in reversed(self.stored):
+            hit = level.get((e.buffer, addr, mask))
+            if hit is not None and widen:
+                return hit
+        for level in self.unread:  # this buffer is read: its pending stores are live
+            for key in [k for k in level if k[0] == e.buffer]:
+                del level[key]
         code = f"tl.load({addr}, {mask}, other=0)" if mask else f"tl.load({addr})"
         if widen and e.dtype in dtypes.STORAGE_ONLY:
             code += ".to(tl.float32)"
@@ -265,16 +295,29 @@ class _FunctionWriter:
         if dtype in dtypes.STORAGE_ONLY:
             vcode = narrow(vcode, dtype)
         addr = self.address(s.buffer, idx)
+        key = (s.buffer, addr, mask)
         if s.accumulate:
+            self._forget(s.buffer)
             m = f", mask={mask}" if mask else ""
             self.line(f"tl.atomic_add({addr}, {vcode}{m}, sem=\"relaxed\")")
-        else:
-            self.line(f"tl.store({addr}, {vcode}, {mask})" if mask else f"tl.store({addr}, {vcode})")
+            return
+        self._forget(s.buffer, keep=key)  # another address of this buffer may alias them
+        stale = f"tl.load({pointer_param(s.buffer)}"
+        for scope in self.scopes:  # loads bound before this store must not be reused after it
+            for code in [c for c in scope if c.startswith(stale)]:
+                del scope[code]
+        dead = self.unread[-1].get(key)
+        if dead is not None:
+            self.lines[dead] = None
+        self.unread[-1][key] = len(self.lines)
+        self.line(f"tl.store({addr}, {vcode}, {mask})" if mask else f"tl.store({addr}, {vcode})")
+        if vcode == v.code and not v.literal:  # stored unconverted: a load there gives it back
+            self.stored[-1][key] = Val(v.code, v.dtype, v.axes)
 
     def render(self, constexprs: list[str]) -> str:
         args = [pointer_param(b) for b in self.buffers] + [f"{c}: tl.constexpr" for c in constexprs]
         head = ["@triton.jit", f"def {self.name}({', '.join(args)}):"]
-        self.source = "\n".join(head + self.lines) + "\n"
+        self.source = "\n".join(head + [line for line in self.lines if line is not None]) + "\n"
         return self.source
 
 
@@ -635,9 +678,10 @@ class KernelLowering:
             a = Val(f"tl.broadcast_to({a.code}, [BLOCK_M, BLOCK_K])", a.dtype, frozenset({"m", "k"}))
         if b.axes != {"k", "n"}:
             b = Val(f"tl.broadcast_to({b.code}, [BLOCK_K, BLOCK_N])", b.dtype, frozenset({"k", "n"}))
+        prec = _PRECISIONS[self.options.matmul_precision or _float32_matmul_precision]
+        cuda_cores = dot and operand is dtypes.float32 and prec == "ieee"
         if dot:
-            prec = self.options.matmul_precision or _float32_matmul_precision
-            extra = f", input_precision=\"{_PRECISIONS[prec]}\"" if operand is dtypes.float32 else ""
+            extra = f", input_precision=\"{prec}\"" if operand is dtypes.float32 else ""
             w.line(f"acc = tl.dot({a.code}, {b.code}, acc{extra})")
         else:
             w.line(f"acc += tl.sum({a.code}[:, :, None] * {b.code}[None, :, :], 1)")
@@ -649,6 +693,7 @@ class KernelLowering:
             w.store(s, ctx, {"m": "rm", "n": "rn"})
         w.render(["BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M"])
         spec = LaunchSpec(self.fn_name, "matmul", tuple(w.buffers), numel=B, mnk=(M, N, K), dot=dot,
+                          cuda_cores=cuda_cores,
                           rerunnable=self._rerunnable([Phase(stores=mm.stores)]) and not (
                               {mm.a.buffer, mm.b.buffer} & set(k.writes())))
         return w, spec
