@@ -230,7 +230,7 @@ from tracecc.codegen import backends  # noqa: E402
 from tracecc.codegen.triton import launch  # noqa: E402
 from tracecc.codegen.triton.backend import HostMemory, TritonProgram, gpu_available  # noqa: E402
 from tracecc.passes.kernel_ir import (  # noqa: E402
-    Buffer, Index, Kernel, Load, LoopVar, Op, Phase, Program, Store,
+    Buffer, Const, Index, Kernel, Load, LoopVar, Op, Phase, Program, Store,
 )
 from tracecc.runtime.dtypes import float32  # noqa: E402
 
@@ -344,6 +344,7 @@ def test_autotuner_times_candidates_once_and_remembers(tmp_path, monkeypatch):
     prog = _two_kernel_program()
     two = [launch._cfg(XBLOCK=4), launch._cfg(XBLOCK=16)]
     monkeypatch.setattr(launch, "configs", lambda spec, interpret, max_rblock=4096: list(two))
+    monkeypatch.setattr(launch, "TUNE_MIN_ELEMENTS", 0)  # these 12 elements are worth it here
     timings = iter([5.0, 1.0, 3.0, 2.0])  # kernel 1: XBLOCK=16 wins; kernel 2: XBLOCK=16 wins
     tuner_path = tmp_path / "autotune.json"
 
@@ -361,6 +362,49 @@ def test_autotuner_times_candidates_once_and_remembers(tmp_path, monkeypatch):
     tp = program()  # a new program reads the choices back: no timing (the iterator is empty)
     tp.run([np.arange(12, dtype=np.float32)])
     assert [c for _, c in tp.configs] == [two[1], two[1]] and tp.autotuner.tuned == []
+
+
+def test_launches_that_update_in_place_are_tuned_on_scratch_copies(tmp_path, monkeypatch):
+    """y = x + 1 written into x's own buffer (an SGD update in place): timing each candidate
+    there would add once per run. Tuning writes a scratch copy; only the chosen launch lands."""
+    i = LoopVar("i0", 12)
+    x = Load("x", Index.affine([(i, 1)]), float32)
+    bump = Kernel("poi_fused_add_0", "pointwise", (i,), (Phase(stores=(
+        Store("y", Index.affine([(i, 1)]), Op("add", (x, Const(1.0, float32)), float32)),)),))
+    prog = Program("p", {"x": Buffer("x", 12, float32, "input"), "y": Buffer("y", 12, float32, "output")},
+                   [bump], ["x"], ["y"])
+    two = [launch._cfg(XBLOCK=4), launch._cfg(XBLOCK=16)]
+    monkeypatch.setattr(launch, "configs", lambda spec, interpret, max_rblock=4096: list(two))
+    monkeypatch.setattr(launch, "TUNE_MIN_ELEMENTS", 0)
+    tp = TritonProgram(prog, source_dir=tmp_path, autotune=True)
+    timings = iter([2.0, 1.0])
+    tp.autotuner = launch.Autotuner(lambda fn: (fn(), fn(), next(timings))[2], path=tmp_path / "a.json")
+    tp.memory.scratch_copy = _counting(tp.memory.scratch_copy)
+    tp.bound = {"x": tp._own("x")}
+    tp.bound["y"], tp.aliased = tp.bound["x"], {"y"}  # as run_device binds an in-place output
+    tp.memory.upload(tp.bound["x"], np.arange(12, dtype=np.float32))
+    tp.launch()
+    np.testing.assert_array_equal(tp.memory.download(tp.bound["x"]), np.arange(12.0) + 1)
+    assert tp.configs == [("triton_poi_fused_add_0", two[1])] and tp.memory.scratch_copy.calls == 1
+
+
+def test_only_launches_with_enough_work_are_tuned():
+    spec = launch.LaunchSpec
+    assert not launch.worth_tuning(spec("k", "pointwise", ("x",), numel=4096))
+    assert launch.worth_tuning(spec("k", "pointwise", ("x",), numel=1 << 24))
+    assert launch.worth_tuning(spec("k", "rows", ("x",), numel=32768, rnumel=4096))
+    assert not launch.worth_tuning(spec("k", "rows", ("x",), numel=512, rnumel=10))
+    assert launch.worth_tuning(spec("k", "matmul", ("a",), numel=1, mnk=(512, 128, 784)))  # W4's layer 1
+    assert not launch.worth_tuning(spec("k", "matmul", ("a",), numel=1, mnk=(512, 10, 64)))
+
+
+def _counting(fn):
+    def counted(*args):
+        counted.calls += 1
+        return fn(*args)
+
+    counted.calls = 0
+    return counted
 
 
 def test_autotuner_skips_failing_configs_and_kernels_that_cannot_rerun(tmp_path):

@@ -66,6 +66,9 @@ class HostMemory:
     def download(self, arg: NPTensor) -> np.ndarray:
         return arg.a.copy()
 
+    def scratch_copy(self, arg: NPTensor) -> NPTensor:
+        return NPTensor(arg.a.copy(), arg.dtype)
+
     def synchronize(self) -> None:
         pass
 
@@ -97,6 +100,12 @@ class CudaMemory:
 
     def upload(self, arg, array: np.ndarray) -> None:
         self.device.copy_to_device(arg.buffer, array)
+
+    def scratch_copy(self, arg):
+        """A new device buffer holding what arg's holds (freed with the argument)."""
+        buf = self.device.alloc(arg.buffer.nbytes)
+        self.device.copy(buf, arg.buffer)
+        return launch.buffer_arg(self.device, buf, arg.dtype, hold=True)
 
     def download(self, arg) -> np.ndarray:
         out = np.empty(arg.buffer.nbytes // arg.dtype.itemsize, arg.dtype.np)
@@ -179,17 +188,25 @@ class TritonProgram:
                 fn = getattr(module, spec.fn)
                 candidates = launch.configs(spec, self.memory.interpret, self.options.max_rblock)
 
-                def run(config, fn=fn, spec=spec):
-                    fn[launch.grid(spec, config)](*[bound[b] for b in spec.buffers], **config.kwargs())
+                def run(config, fn=fn, spec=spec, args=bound):
+                    fn[launch.grid(spec, config)](*[args[b] for b in spec.buffers], **config.kwargs())
 
                 config = candidates[0]
-                # (a launch updating an input in place would apply its update once per candidate)
-                if self.autotuner is not None and spec.rerunnable and not self.aliased.intersection(spec.buffers):
-                    config = self.autotuner.choose(kernel, spec, candidates, run)
+                if self.autotuner is not None and len(candidates) > 1 and launch.worth_tuning(spec):
+                    config = self._tune(kernel, spec, candidates, run)
                 run(config)
                 self.configs.append((spec.fn, config))
                 plan.append((fn[launch.grid(spec, config)], spec.buffers, config.kwargs()))
         self.plan = plan
+
+    def _tune(self, kernel, spec, candidates, run):
+        """Time the candidates. A launch that updates an input in place, accumulates, or
+        reads what it writes would change the results if it ran once per candidate: it is
+        timed on scratch copies of the buffers it writes instead."""
+        safe = spec.rerunnable and not self.aliased.intersection(spec.buffers)
+        scratch = {} if safe else {b: self.memory.scratch_copy(self.bound[b]) for b in spec.writes}
+        args = {**self.bound, **scratch}
+        return self.autotuner.choose(kernel, spec, candidates, lambda config: run(config, args=args))
 
     def launch(self) -> None:
         """Run every kernel once on the bound buffers as they are (no copies)."""

@@ -291,15 +291,6 @@ def _warps(elements: int, lo: int = 1, hi: int = 16) -> int:
     return max(lo, min(hi, _pow2_floor(max(elements // 256, 1))))
 
 
-# (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages) candidates of a matmul. Full-precision float32
-# runs on the CUDA cores, where larger M x N tiles with a short K step suit the FMA layout.
-_TENSOR_CORE_TILES = ((128, 128, 32, 8, 3), (128, 64, 32, 4, 4), (64, 128, 32, 4, 4), (64, 64, 32, 4, 4),
-                      (64, 64, 64, 4, 3), (32, 64, 32, 4, 4), (16, 64, 64, 4, 3))
-_CUDA_CORE_TILES = ((128, 128, 16, 8, 3), (128, 128, 16, 8, 4), (128, 128, 32, 8, 2), (128, 64, 16, 4, 3),
-                    (64, 128, 16, 4, 3), (64, 128, 32, 4, 4), (64, 64, 32, 4, 4), (32, 64, 32, 4, 4),
-                    (16, 64, 64, 4, 3))
-
-
 def configs(spec: LaunchSpec, interpret: bool, max_rblock: int = 4096) -> list[Config]:
     """Candidate configs for one launch, the preferred one first. Interpreter configs
     minimise the number of programs (each costs ~0.6 ms, codegen-facts §1.4)."""
@@ -338,7 +329,9 @@ def configs(spec: LaunchSpec, interpret: bool, max_rblock: int = 4096) -> list[C
         if interpret:
             return [_cfg(BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, GROUP_M=8)]
         out = []
-        for m, n, k, w, s in (_CUDA_CORE_TILES if spec.cuda_cores else _TENSOR_CORE_TILES):
+        for m, n, k, w, s in ((128, 128, 32, 8, 3), (128, 64, 32, 4, 4), (64, 128, 32, 4, 4),
+                              (64, 64, 32, 4, 4), (64, 64, 64, 4, 3), (32, 64, 32, 4, 4),
+                              (16, 64, 64, 4, 3)):
             c = _cfg(w, s, BLOCK_M=min(m, max(16, _pow2(M))), BLOCK_N=min(n, max(16, _pow2(N))),
                      BLOCK_K=min(k, max(16, _pow2(K))), GROUP_M=8)
             if c not in out:
@@ -365,6 +358,18 @@ def is_empty(spec: LaunchSpec) -> bool:
 
 
 # ---------------------------------------------------------------- autotuning
+# Each candidate costs a Triton compile (0.2-1 s) on the first call, and a launch this
+# small runs in a few microseconds whatever its config: it takes the first candidate.
+TUNE_MIN_ELEMENTS = 1 << 20  # pointwise elements, or rows x row length
+TUNE_MIN_MACS = 1 << 24  # matmul multiply-adds
+
+
+def worth_tuning(spec: LaunchSpec) -> bool:
+    if spec.kind == "matmul":
+        return spec.numel * math.prod(spec.mnk) >= TUNE_MIN_MACS
+    return spec.numel * max(spec.rnumel, 1) >= TUNE_MIN_ELEMENTS
+
+
 class Autotuner:
     """Times each candidate config of a launch once and remembers the fastest on disk.
 

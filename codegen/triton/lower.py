@@ -81,7 +81,7 @@ class LaunchSpec:
     persistent: bool = True  # rows: the whole inner loop in one block
     mnk: tuple[int, int, int] = (0, 0, 0)
     dot: bool = True  # matmul through tl.dot (blocks of at least 16)
-    cuda_cores: bool = False  # a float32 tl.dot in full precision: FMAs, not tensor cores
+    writes: tuple[str, ...] = ()  # the buffers it stores into
     rerunnable: bool = True  # running it twice leaves the same result (may be autotuned)
     signature: dict = field(default_factory=dict)  # pointer parameter -> "*fp32", ...
 
@@ -449,6 +449,10 @@ class KernelLowering:
     def _writer(self, name: str) -> _FunctionWriter:
         return _FunctionWriter(name, self.dtypes, self.wide, self.helpers)
 
+    @staticmethod
+    def _writes(phases) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(s.buffer for p in phases for s in p.stores))
+
     def _rerunnable(self, phases) -> bool:
         stores = [s for p in phases for s in p.stores]
         k = Kernel("", "", (), tuple(phases))
@@ -468,7 +472,7 @@ class KernelLowering:
             for s in phase.stores:
                 w.store(s, ctx, {"x": "xindex"})
         w.render(["XBLOCK"])
-        spec = LaunchSpec(name, "pointwise", tuple(w.buffers), numel=numel,
+        spec = LaunchSpec(name, "pointwise", tuple(w.buffers), numel=numel, writes=self._writes(phases),
                           rerunnable=self._rerunnable(phases))
         return w, spec
 
@@ -537,7 +541,8 @@ class KernelLowering:
                 rows_env[r.name] = self._loop_acc_finish(w, r, acc)
         w.render(["XBLOCK", "RBLOCK"])
         spec = LaunchSpec(self.fn_name, "rows", tuple(w.buffers), numel=rows, rnumel=rnumel,
-                          persistent=persistent, rerunnable=self._rerunnable(k.phases))
+                          persistent=persistent, writes=self._writes(k.phases),
+                          rerunnable=self._rerunnable(k.phases))
         return w, spec
 
     def _work_dtype(self, r):
@@ -678,10 +683,9 @@ class KernelLowering:
             a = Val(f"tl.broadcast_to({a.code}, [BLOCK_M, BLOCK_K])", a.dtype, frozenset({"m", "k"}))
         if b.axes != {"k", "n"}:
             b = Val(f"tl.broadcast_to({b.code}, [BLOCK_K, BLOCK_N])", b.dtype, frozenset({"k", "n"}))
-        prec = _PRECISIONS[self.options.matmul_precision or _float32_matmul_precision]
-        cuda_cores = dot and operand is dtypes.float32 and prec == "ieee"
         if dot:
-            extra = f", input_precision=\"{prec}\"" if operand is dtypes.float32 else ""
+            prec = self.options.matmul_precision or _float32_matmul_precision
+            extra = f", input_precision=\"{_PRECISIONS[prec]}\"" if operand is dtypes.float32 else ""
             w.line(f"acc = tl.dot({a.code}, {b.code}, acc{extra})")
         else:
             w.line(f"acc += tl.sum({a.code}[:, :, None] * {b.code}[None, :, :], 1)")
@@ -693,7 +697,7 @@ class KernelLowering:
             w.store(s, ctx, {"m": "rm", "n": "rn"})
         w.render(["BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M"])
         spec = LaunchSpec(self.fn_name, "matmul", tuple(w.buffers), numel=B, mnk=(M, N, K), dot=dot,
-                          cuda_cores=cuda_cores,
+                          writes=self._writes([Phase(stores=mm.stores)]),
                           rerunnable=self._rerunnable([Phase(stores=mm.stores)]) and not (
                               {mm.a.buffer, mm.b.buffer} & set(k.writes())))
         return w, spec
