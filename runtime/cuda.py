@@ -351,6 +351,9 @@ class CudaGraph:
             self.exec = self.graph = 0
 
 
+CONSTANTS_KEPT = 256  # distinct scalar values a device keeps uploaded
+
+
 class CudaDevice:
     """One GPU: primary context, one non-blocking stream, a caching allocator."""
 
@@ -374,6 +377,7 @@ class CudaDevice:
         self.multiprocessors = self.attribute(ATTR_MULTIPROCESSOR_COUNT)
         self.total_memory = d.out("device_total_mem", c_size_t, self.handle)
         self.emulated = isinstance(d.lib, EmulatedLib)  # kernels then run under the interpreter
+        self._constants: dict = {}  # (dtype, value bytes) -> CudaArray, see constant()
 
     def attribute(self, attr: int) -> int:
         return self.driver.out("device_attribute", c_int, attr, self.handle)
@@ -384,6 +388,18 @@ class CudaDevice:
     # ------------------------------------------------------------ memory
     def alloc(self, nbytes: int) -> DeviceBuffer:
         return self.allocator.alloc(nbytes)
+
+    def constant(self, array: np.ndarray) -> "CudaArray":
+        """A 0-d host value joining a cuda op (a Python number, `x * 0.9`), uploaded once
+        per distinct value rather than once per op. Only ever read: an op's inputs are
+        never written, and an in-place op writes its target tensor's own payload."""
+        key = (array.dtype.str, array.tobytes())
+        hit = self._constants.get(key)
+        if hit is None:
+            if len(self._constants) >= CONSTANTS_KEPT:  # the oldest value goes first
+                del self._constants[next(iter(self._constants))]
+            hit = self._constants[key] = CudaArray.from_numpy(self, array)
+        return hit
 
     def upload(self, array: np.ndarray) -> DeviceBuffer:
         buf = self.alloc(array.nbytes)

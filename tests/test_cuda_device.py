@@ -221,6 +221,7 @@ def test_mixing_devices_names_the_op_both_devices_and_the_line():
 
 
 def test_memory_allocated_goes_up_and_down():
+    tc.zeros(1, device="cuda") + 1  # the scalar 1 is uploaded once and kept (see below)
     gc.collect()  # buffers of earlier tests' cyclic garbage would be freed mid-test
     tc.cuda.synchronize()
     base = tc.cuda.memory_allocated()
@@ -233,6 +234,19 @@ def test_memory_allocated_goes_up_and_down():
     reserved = tc.cuda.memory_reserved()
     tc.cuda.empty_cache()
     assert tc.cuda.memory_reserved() < reserved
+
+
+def test_python_numbers_are_uploaded_once_per_value():
+    copies = rcuda.get_device().driver.lib.copies
+    xc, x = pair(4, 8)
+    xc * 0.25 + 3.5  # noqa: B018  (the first use of each value uploads it)
+    before = copies["htod"]
+    for _ in range(3):
+        same(xc * 0.25 + 3.5, x * 0.25 + 3.5)
+    same(xc * tc.tensor(0.25), x * 0.25)  # a 0-d cpu tensor of the same value too
+    assert copies["htod"] == before
+    xc * 0.75  # noqa: B018  (another value: one upload)
+    assert copies["htod"] == before + 1
 
 
 def test_compile_on_cuda_tensors_uses_the_triton_backend():

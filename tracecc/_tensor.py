@@ -75,7 +75,7 @@ def _on_one_device(prim, args, datas) -> list:
                 raise DeviceError(f"{prim.name}: expected all tensors to be on the same device, "
                                   f"but found at least two devices, cuda:{device.index} and cpu",
                                   hint="move them to one device first: .to(device), .cuda(), .cpu()")
-            d = CudaArray.from_numpy(device, d)
+            d = device.constant(d) if d.ndim == 0 else CudaArray.from_numpy(device, d)
         elif d.device is not device:
             raise DeviceError(f"{prim.name}: expected all tensors to be on the same device, but "
                               f"found at least two devices, cuda:{device.index} and "

@@ -99,11 +99,6 @@ def _key(prim, arrays, params):
     return (prim.name, p, tuple((a.root_shape, a.dtype.str, a.chain) for a in arrays))
 
 
-def _arg(array: cuda.CudaArray):
-    """The Triton argument for an array's buffer (offset 0: views are in the kernel)."""
-    return launch.buffer_arg(array.device, array.buffer, get_dtype(array.dtype))
-
-
 def kernel_for(prim, arrays, params) -> OpKernel:
     key = _key(prim, arrays, params)
     k = _KERNELS.get(key)
@@ -114,7 +109,13 @@ def kernel_for(prim, arrays, params) -> OpKernel:
         graph = single_op_graph(prim, arrays, params)
         program, _ = schedule(graph, fuse=True, name=f"eager_{prim.name}")
         k = _KERNELS[key] = OpKernel(program, interpret=device.emulated)
+        # what each call needs, worked out once: the key fixes shapes, dtypes and views
         k.input_names = [buffer_name(v) for v in graph.inputs]
+        k.input_dtypes = [get_dtype(a.dtype) for a in arrays]
+        out = prim.meta(*[TensorType(a.shape, get_dtype(a.dtype)) for a in arrays], **params)
+        k.out_name, k.out_dtype, k.out_shape = program.outputs[0], out.dtype.np, tuple(out.shape)
+        k.made = [(name, b.numel, b.dtype) for name, b in k.program.buffers.items()
+                  if name not in k.input_names]
     return k
 
 
@@ -129,21 +130,16 @@ def run(prim, arrays, params):
         kernel = kernel_for(prim, arrays, params)
     except NotImplementedError as e:
         return _on_host(prim, arrays, params, e)
-    program = kernel.program
-    out_name = program.outputs[0]
-    given = dict(zip(kernel.input_names, arrays))
-    if out_name in given:  # the op is its input unchanged (no kernel): copy it
-        return run(_copy_prim(), [given[out_name]], {})
-    args, made = {}, {}
-    for name, b in program.buffers.items():
-        if name in given:
-            args[name] = _arg(given[name])
-        else:
-            made[name] = cuda.CudaArray.empty(device, (b.numel,), b.dtype.np)
-            args[name] = _arg(made[name])
+    if kernel.out_name in kernel.input_names:  # the op is its input unchanged (no kernel): copy it
+        return run(_copy_prim(), [arrays[kernel.input_names.index(kernel.out_name)]], {})
+    args = {name: launch.buffer_arg(device, a.buffer, dtype)
+            for name, a, dtype in zip(kernel.input_names, arrays, kernel.input_dtypes)}
+    made = {}  # (held until the launch: an argument need not keep its buffer alive)
+    for name, numel, dtype in kernel.made:
+        made[name] = device.alloc(max(numel * dtype.itemsize, 1))
+        args[name] = launch.buffer_arg(device, made[name], dtype)
     kernel(args)
-    out_type = prim.meta(*[TensorType(a.shape, get_dtype(a.dtype)) for a in arrays], **params)
-    return cuda.CudaArray(made[out_name].buffer, device, out_type.dtype.np, tuple(out_type.shape))
+    return cuda.CudaArray(made[kernel.out_name], device, kernel.out_dtype, kernel.out_shape)
 
 
 def _copy_prim():
