@@ -126,3 +126,31 @@ def test_strided_sum_broadcast_over_columns_runs_blocked():
     bufs = {"x": x.ravel(), "y": np.zeros(I * J, np.float32)}
     out = compiled_program(k, bufs)(bufs)["y"].reshape(I, J)
     np.testing.assert_allclose(out, np.repeat(x.sum(0)[:, None], J, 1), rtol=1e-6)
+
+
+def test_values_no_loop_changes_are_computed_before_the_loops():
+    """y[i] = x[i] * beta ** step + n // d, as AdamW's bias correction reads its step: the
+    pow of two scalars runs once in "entry", not per element (a libm call each, before).
+    An integer division stays in the loop: the loop may not run, and d may be 0."""
+    n = 1000
+    i = LoopVar("i0", n)
+
+    def scalar(name, dtype=float32):
+        return Load(name, Index.affine([]), dtype)
+
+    int64 = get_dtype("int64")
+    correction = Op("pow", (scalar("beta"), scalar("step")), float32)
+    quotient = Op("cast", (Op("floor_divide", (scalar("n", int64), scalar("d", int64)), int64),),
+                  float32, (("dtype", float32),))
+    value = Op("add", (Op("mul", (Load("x", Index.affine([(i, 1)]), float32), correction), float32),
+                       quotient), float32)
+    k = Kernel("poi_fused_pow_0", "pointwise", (i,), (Phase(stores=(Store("y", Index.affine([(i, 1)]), value),)),))
+    x = rng.standard_normal(n).astype(np.float32)
+    bufs = {"x": x, "beta": np.array([0.9], np.float32), "step": np.array([7.0], np.float32),
+            "n": np.array([17]), "d": np.array([5]), "y": np.zeros(n, np.float32)}
+    cp = compiled_program(k, bufs, keep_ir=True)
+    fn = cp.llvm_ir.split(f'@"{k.name}"(')[1].split("\n}\n")[0]
+    entry, loops = fn.split("\nbody:")
+    assert "llvm.pow" in entry and "llvm.pow" not in loops
+    assert "sdiv" not in entry
+    np.testing.assert_allclose(cp(bufs)["y"], x * np.float32(0.9) ** 7 + 3, rtol=1e-6)

@@ -120,17 +120,25 @@ class KernelLowering:
             self.fn.attributes.add("optsize")  # (an interleave hint asks for speed)
         # allocas and buffer base pointers go in "entry", which branches to "body" at the end
         self.entry_bb = self.fn.append_basic_block("entry")
+        self.entry_b = ir.IRBuilder(self.entry_bb)
         self.b = ir.IRBuilder(self.fn.append_basic_block("body"))
         self.vars: dict[str, ir.Value] = {}
         self.rows: dict[str, ir.Value] = {}
         self.acc = None
         self.cache: dict[int, ir.Value] = {}
         self.bases: dict[str, ir.Value] = {}
+        # Values no loop changes (scalar loads from buffers this kernel does not write, and
+        # what is computed from them and constants) are computed once in "entry". LLVM
+        # cannot hoist them itself: a scalar load might alias the kernel's own stores.
+        # AdamW's bias correction pow(beta, step) had been a libm call per element.
+        self.written = set(kernel.writes())
+        self.invariant: dict[int, bool] = {}
+        self.hoisted: dict[int, ir.Value] = {}
 
     def entry_builder(self) -> ir.IRBuilder:
-        b = ir.IRBuilder(self.entry_bb)
-        b.position_at_end(self.entry_bb)
-        return b
+        """The one builder of "entry": a second one would insert before what this one
+        added since that one was positioned."""
+        return self.entry_b
 
     # ------------------------------------------------------------ memory
     def base(self, name: str):
@@ -204,8 +212,37 @@ class KernelLowering:
     # ------------------------------------------------------------ expressions
     def eval(self, e):
         hit = self.cache.get(id(e))
+        if hit is None:
+            hit = self.hoisted.get(id(e))
         if hit is not None:
             return hit
+        if isinstance(e, (Load, Op)) and self.is_invariant(e):
+            body, self.b = self.b, self.entry_builder()
+            try:
+                v = self.hoisted[id(e)] = self._eval(e)
+            finally:
+                self.b = body
+            return v
+        v = self.cache[id(e)] = self._eval(e)
+        return v
+
+    def is_invariant(self, e) -> bool:
+        known = self.invariant.get(id(e))
+        if known is None:
+            if isinstance(e, Const):
+                known = True
+            elif isinstance(e, Load):
+                known = e.buffer not in self.written and all(
+                    t.var is None and (t.expr is None or self.is_invariant(t.expr)) for t in e.index.terms)
+            elif isinstance(e, Op):  # (an integer division by zero must not run before the loop)
+                known = all(self.is_invariant(a) for a in e.args) and not (
+                    e.op in _TRAPPING and not is_float(e.dtype))
+            else:  # loop indices, row values, the matmul accumulator
+                known = False
+            self.invariant[id(e)] = known
+        return known
+
+    def _eval(self, e):
         if isinstance(e, Load):
             v = self.load(e)
         elif isinstance(e, Const):
@@ -224,7 +261,6 @@ class KernelLowering:
             v = emit(self.b, self.ctx, args, [_dtype_of(a) for a in e.args], e.dtype, e.param_dict)
         else:
             raise TypeError(f"LLVM backend: unknown expression {e!r}")
-        self.cache[id(e)] = v
         return v
 
     # ------------------------------------------------------------ loops
@@ -494,6 +530,9 @@ class KernelLowering:
         self.acc = b.load(slot)
         for s in mm.stores:
             self.store(s)
+
+
+_TRAPPING = frozenset({"div", "floor_divide", "remainder"})  # on integers
 
 
 def _identity(combine: str, dtype):
