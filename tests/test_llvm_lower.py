@@ -1,6 +1,8 @@
 """lower.py's loop shapes: column reductions run blocked (columns innermost), and the
 exp-family pointwise loops ask the vectoriser for two interleaved vectors."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -9,7 +11,7 @@ from tracecc.codegen.llvm import lower
 from tracecc.codegen.llvm.lower import BLOCK_COLUMNS_FROM, COLUMN_BLOCK, _column_var, _interleave
 from tracecc.codegen.llvm.runner import CompiledProgram
 from tracecc.passes.kernel_ir import (
-    Buffer, Index, Kernel, Load, LoopVar, Op, Phase, Program, Reduction, RowValue, Store,
+    Buffer, Const, Index, Kernel, Load, LoopVar, Op, Phase, Program, Reduction, RowValue, Store,
 )
 from tracecc.runtime.dtypes import float32, get_dtype
 
@@ -154,3 +156,27 @@ def test_values_no_loop_changes_are_computed_before_the_loops():
     assert "llvm.pow" in entry and "llvm.pow" not in loops
     assert "sdiv" not in entry
     np.testing.assert_allclose(cp(bufs)["y"], x * np.float32(0.9) ** 7 + 3, rtol=1e-6)
+
+
+def test_max_of_a_masked_row_stays_vectorised_and_keeps_nan_and_inf():
+    """max over where(mask, -inf, x), as attention's causal mask feeds softmax: LLVM used to
+    turn it into a conditional reduction and leave it scalar (3x slower than unmasked)."""
+    R, C = 16, 64
+    i, r = LoopVar("i0", R), LoopVar("r0", C)
+    masked = Op("where", (Load("m", Index.affine([(i, C), (r, 1)]), get_dtype("bool")),
+                          Const(-math.inf, float32), Load("x", Index.affine([(i, C), (r, 1)]), float32)),
+                float32)
+    k = Kernel("red_fused_where_amax_0", "reduction", (i,), (
+        Phase((r,), reductions=(Reduction("m0", "maximum", masked, float32),)),
+        Phase((), stores=(Store("y", Index.affine([(i, 1)]), RowValue("m0", float32)),)),
+    ))
+    x = rng.standard_normal((R, C)).astype(np.float32)
+    m = rng.random((R, C)) < 0.5
+    m[3] = True  # every element masked: -inf
+    x[5, 7], m[5, 7] = np.nan, False  # a NaN that is not masked wins
+    bufs = {"m": m.ravel(), "x": x.ravel(), "y": np.zeros(R, np.float32)}
+    cp = compiled_program(k, bufs, keep_ir=True)
+    want = np.where(m, -np.inf, x).max(1)
+    np.testing.assert_array_equal(cp(bufs)["y"], want)
+    body = cp.compiled.optimized_ir.split(f"@{k.name}(")[1].split("\n}\n")[0]
+    assert "x float> @llvm.maximum" in body or "vector.reduce.fmaximum" in body

@@ -134,6 +134,7 @@ class KernelLowering:
         self.written = set(kernel.writes())
         self.invariant: dict[int, bool] = {}
         self.hoisted: dict[int, ir.Value] = {}
+        self.infinities: dict[tuple, ir.Value] = {}
 
     def entry_builder(self) -> ir.IRBuilder:
         """The one builder of "entry": a second one would insert before what this one
@@ -226,6 +227,18 @@ class KernelLowering:
         v = self.cache[id(e)] = self._eval(e)
         return v
 
+    def infinity(self, e: Const):
+        """An infinite constant, computed once through llvm.arithmetic.fence. Left bare,
+        InstCombine folds maximum(acc, where(mask, -inf, x)) into select(mask, acc,
+        maximum(acc, x)), a conditional reduction the loop vectoriser leaves scalar: the
+        causal mask of attention made its softmax 3x slower than an unmasked one."""
+        key = (e.dtype, e.value)
+        if key not in self.infinities:
+            b = self.entry_builder()
+            self.infinities[key] = self.ctx.intrinsics.call(
+                b, "llvm.arithmetic.fence", [constant(e.dtype, e.value)], register_type(e.dtype))
+        return self.infinities[key]
+
     def is_invariant(self, e) -> bool:
         known = self.invariant.get(id(e))
         if known is None:
@@ -246,7 +259,7 @@ class KernelLowering:
         if isinstance(e, Load):
             v = self.load(e)
         elif isinstance(e, Const):
-            v = constant(e.dtype, e.value)
+            v = self.infinity(e) if is_float(e.dtype) and math.isinf(e.value) else constant(e.dtype, e.value)
         elif isinstance(e, LoopIndex):
             v = self.vars[e.var.name]
         elif isinstance(e, RowValue):
