@@ -259,8 +259,15 @@ class KernelEmitter:
                 comps = self._full_comps(inner)
                 value = self.value_at(node.inputs[0], comps)
                 combine = PRIMITIVES[node.op].reduce.combine
-                rname = f"r{len(phases)}"
-                phases.append(Phase(inner, reductions=(Reduction(rname, combine, value, m.type.dtype),)))
+                rname = f"r{len(self.rows)}"
+                reduction = Reduction(rname, combine, value, m.type.dtype)
+                last = phases[-1] if phases else None
+                if last is not None and not _uses_rows(value, {r.name for r in last.reductions}):
+                    # independent of the pass before (batch norm's backward sums): one pass
+                    # over the row computes both
+                    phases[-1] = Phase(inner, reductions=last.reductions + (reduction,))
+                else:
+                    phases.append(Phase(inner, reductions=(reduction,)))
                 self.rows[m] = RowValue(rname, m.type.dtype)
             elif _shape(m) == full and len(axes):
                 full_members.append(m)
@@ -328,6 +335,10 @@ class KernelEmitter:
 
 
 HEAVY_OPS = {"exp", "log", "tanh", "sigmoid", "erf", "log1p", "expm1", "pow", "sin", "cos"}
+
+
+def _uses_rows(e, names: set) -> bool:
+    return any(isinstance(x, RowValue) and x.name in names for x in _subexpressions(e, set()))
 
 
 def _subexpressions(e, out: set) -> set:

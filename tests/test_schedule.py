@@ -65,6 +65,17 @@ def test_log_softmax_and_layernorm_rows():
     check(layer_norm, ((6, 32), f32), ((32,), f32), ((32,), f32), kernels=1, rtol=1e-4, atol=1e-5)
 
 
+def test_independent_reductions_share_one_pass_over_the_row():
+    """Batch norm's backward sums dy and dy * xhat over the same rows: one pass computes
+    both. A reduction that reads an earlier one (softmax's sum reads its max) gets its own."""
+    prog, _ = check(lambda x, y: (x * y).sum(1) + x.sum(1) * (y * y).sum(1),
+                    ((6, 40), f32), ((6, 40), f32), kernels=1, rtol=1e-4)
+    (k,) = prog.kernels
+    assert [len(p.reductions) for p in k.phases if p.reductions] == [3]
+    prog, _ = check(lambda x: tc.softmax(x, 1), ((8, 33), f32), kernels=1)
+    assert [len(p.reductions) for p in prog.kernels[0].phases if p.reductions] == [1, 1]
+
+
 def test_cross_entropy_forward():
     def ce(logits, y):
         logp = tc.log_softmax(logits, 1)
