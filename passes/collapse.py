@@ -97,4 +97,82 @@ def _rewrite(k: Kernel, runs: list[list[LoopVar]]) -> Kernel:
     return replace(k, outer=tuple(m for _, m in merged), phases=phases)
 
 
-__all__ = ["collapse_loops"]
+def hoist_shared_loop(k: Kernel) -> Kernel:
+    """A kernel without outer loops whose phases each start with a loop of one size that
+    partitions what they write, made one outer loop around the phases.
+
+    `cat` and padding copies are such kernels: each phase copies one piece, and its first
+    loop walks the batch, writing batch b's rows only. Run phase by phase, each piece
+    streams the whole batch and nothing splits the work across threads (im2col in
+    examples/mnist_cnn.py: nine pieces). With the batch outside, one iteration writes all
+    of batch b's pieces, and the pool splits the batch. The order changes only between
+    iterations that touch disjoint memory: every store to a buffer steps the loop with the
+    same stride S and keeps the rest of its index inside [0, S), and nothing the kernel
+    writes is read by it."""
+    if k.outer or k.matmul is not None or len(k.phases) < 2:
+        return k
+    if any(not p.loops or p.reductions for p in k.phases):
+        return k
+    n = k.phases[0].loops[0].size
+    if n < 2 or any(p.loops[0].size != n for p in k.phases):
+        return k
+    written = set(k.writes())
+    if any(isinstance(e, Load) and e.buffer in written for e in walk_kernel(k)):
+        return k
+    stride_of: dict[str, int] = {}  # buffer -> the stride of the hoisted loop in its stores
+    for p in k.phases:
+        first = p.loops[0].name
+        for s in p.stores:
+            stride = _partition_stride(s.index, first, p.loops[1:])
+            if s.accumulate or stride is None or stride_of.setdefault(s.buffer, stride) != stride:
+                return k
+    outer = LoopVar("i0", n)
+    phases = tuple(Phase(p.loops[1:], (), tuple(_renamed(s, p.loops[0].name, outer) for s in p.stores))
+                   for p in k.phases)
+    return replace(k, outer=(outer,), phases=phases)
+
+
+def _partition_stride(index: Index, name: str, rest: tuple[LoopVar, ...]) -> int | None:
+    """S when index = S * v + (something in [0, S)) for the loop variable `name`, else None."""
+    mine = [t for t in index.terms if t.var is not None and t.var.name == name]
+    if len(mine) != 1 or mine[0].div != 1 or mine[0].mod or mine[0].stride <= 0:
+        return None
+    sizes = {v.name: v.size for v in rest}
+    lo = hi = index.offset
+    for t in index.terms:
+        if t is mine[0]:
+            continue
+        if t.expr is not None or t.var is None or t.var.name not in sizes:
+            return None
+        most = (sizes[t.var.name] - 1) // t.div  # the largest (v // div) % mod
+        top = t.stride * (min(most, t.mod - 1) if t.mod else most)
+        lo, hi = lo + min(top, 0), hi + max(top, 0)
+    return mine[0].stride if 0 <= lo and hi < mine[0].stride else None
+
+
+def _renamed(s: Store, name: str, to: LoopVar) -> Store:
+    memo: dict[int, object] = {}
+
+    def index(ix: Index) -> Index:
+        return Index(ix.offset, tuple(replace(t, var=to) if t.var is not None and t.var.name == name
+                                      else replace(t, expr=expr(t.expr)) if t.expr is not None else t
+                                      for t in ix.terms))
+
+    def expr(e):
+        hit = memo.get(id(e))
+        if hit is None:
+            if isinstance(e, Load):
+                hit = replace(e, index=index(e.index))
+            elif isinstance(e, LoopIndex) and e.var.name == name:
+                hit = replace(e, var=to)
+            elif isinstance(e, Op):
+                hit = replace(e, args=tuple(expr(a) for a in e.args))
+            else:
+                hit = e
+            memo[id(e)] = hit
+        return hit
+
+    return replace(s, index=index(s.index), value=expr(s.value))
+
+
+__all__ = ["collapse_loops", "hoist_shared_loop"]

@@ -25,7 +25,7 @@ import math
 from dataclasses import dataclass, field
 
 from ..runtime.registry import PRIMITIVES
-from .collapse import collapse_loops
+from .collapse import collapse_loops, hoist_shared_loop
 from .kernel_emit import REALIZED_OPS, KernelEmitter, NeedsOwnKernel, NeedsRealize, _name, _shape
 from .kernel_ir import Buffer, Kernel, Program, traffic_bytes
 
@@ -371,7 +371,7 @@ class Scheduler:
         return order
 
     def _emit(self, g: Group) -> Kernel:
-        return collapse_loops(KernelEmitter(self, g).emit())
+        return collapse_loops(hoist_shared_loop(KernelEmitter(self, g).emit()))
 
 
 def schedule(graph, fuse: bool = True, name: str = "program") -> tuple[Program, list[str]]:

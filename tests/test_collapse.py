@@ -12,7 +12,7 @@ from tracecc.passes.collapse import collapse_loops
 from tracecc.passes.interpret import interpret
 from tracecc.passes.kernel_eval import run_program
 from tracecc.passes.kernel_ir import (
-    Index, Kernel, Load, LoopIndex, LoopVar, Op, Phase, Store, Term, format_kernel,
+    Const, Index, Kernel, Load, LoopIndex, LoopVar, Op, Phase, Store, Term, format_kernel,
 )
 from tracecc.passes.schedule import schedule
 
@@ -91,3 +91,56 @@ def test_scheduled_kernels_collapse_and_compute_the_same(fn, specs, loops):
         for got in (run_program(prog, inputs), CompiledProgram(prog)(inputs)):
             for name, e in zip(prog.outputs, expected):
                 np.testing.assert_allclose(got[name].reshape(e.shape), e, rtol=1e-6, atol=1e-6)
+
+
+def _im2col(x):
+    """A 3x3 convolution's patches, as examples/mnist_cnn.py builds them: pad, nine shifted
+    slices, one cat."""
+    p = tc.nn.functional.pad(x, (1, 1, 1, 1))
+    return tc.cat([p[:, :, i:i + 5, j:j + 5] for i in range(3) for j in range(3)], 1)
+
+
+@pytest.mark.parametrize("fn,specs,hoisted", [
+    # padding (zero fill, then the interior) and the nine-piece cat: the batch goes outside
+    (_im2col, [((4, 3, 5, 5), f32)], [4, 4]),
+    # a cat along the batch axis: piece 2 writes where piece 1's rows b > 0 would: no
+    (lambda a, b: tc.cat([a, b], 0) * 1, [((3, 4), f32), ((3, 4), f32)], None),
+    # a cat along columns: each piece writes row b of the output only
+    (lambda a, b: tc.cat([a, b], 1), [((3, 4), f32), ((3, 2), f32)], [3]),
+    # pieces whose first loops differ in size: no
+    (lambda a, b: tc.cat([a, b], 0), [((3, 4), f32), ((2, 4), f32)], None),
+])
+def test_phases_sharing_a_partitioning_loop_run_inside_it(fn, specs, hoisted):
+    graph = trace(fn, *specs)
+    prog, _ = schedule(graph)
+    split = [k for k in prog.kernels if len(k.phases) > 1 and not any(p.reductions for p in k.phases)]
+    assert split
+    if hoisted:
+        assert [k.outer[0].size for k in split if k.outer] == hoisted
+    else:
+        assert all(not k.outer for k in split)
+    rng = np.random.default_rng(0)
+    arrays = [random_input(rng, s, d) for s, d in specs]
+    expected = interpret(graph, arrays)
+    inputs = dict(zip(prog.inputs, arrays))
+    for got in (run_program(prog, inputs), CompiledProgram(prog)(inputs)):
+        for name, e in zip(prog.outputs, expected):
+            np.testing.assert_array_equal(got[name].reshape(e.shape), e)
+
+
+def test_a_piece_writing_into_the_next_row_keeps_the_phases_apart():
+    """zero rows 0..3, then copy x into rows 1..4: run row by row, zeroing row b + 1 would
+    wipe what the copy put there a step before."""
+    from tracecc.passes.collapse import hoist_shared_loop
+    S = 6
+    b0, r0, b1, r1 = LoopVar("r0", 4), LoopVar("r1", S), LoopVar("r2", 4), LoopVar("r3", S)
+    zero = Phase((b0, r0), stores=(Store("y", Index(0, (Term(S, b0), Term(1, r0))), Const(0.0, f32)),))
+
+    def copy(offset):
+        return Phase((b1, r1), stores=(Store("y", Index(offset, (Term(S, b1), Term(1, r1))),
+                                             Load("x", Index(0, (Term(S, b1), Term(1, r1))), f32)),))
+
+    shifted = Kernel("cpy_k", "pointwise", (), (zero, copy(S)))
+    assert hoist_shared_loop(shifted) is shifted
+    in_place = hoist_shared_loop(Kernel("cpy_k", "pointwise", (), (zero, copy(0))))
+    assert [v.size for v in in_place.outer] == [4] and [len(p.loops) for p in in_place.phases] == [1, 1]
