@@ -20,7 +20,7 @@ import numpy as np
 from llvmlite import ir
 
 from ...passes.kernel_ir import (
-    Acc, Const, Kernel, Load, LoopIndex, Op, Program, RowValue, format_kernel, walk_kernel,
+    Acc, Const, Kernel, Load, LoopIndex, Op, Program, RowValue, all_stores, format_kernel, walk_kernel,
 )
 from ...runtime import dtypes
 from .scalar import (
@@ -38,12 +38,30 @@ class LoweringContext:
         self.mathlib = mathlib  # callable(name, llvm type) -> ir.Function or None
 
 
-def _loop_id(module: ir.Module, interleave: int = 0, unroll: bool = False) -> ir.MDValue:
+class AccessGroup(ir.values.MDValue):
+    """`distinct !{}`: the kernel's buffer loads and stores, which `llvm.loop.parallel_accesses`
+    declares free of dependences between a loop's iterations (MDValue cannot print
+    `distinct`, which the verifier requires of an access group)."""
+
+    def __init__(self, module: ir.Module):
+        super().__init__(module, [], name=str(len(module.metadata)))
+
+    def descr(self, buf):
+        buf += ("distinct !{}", "\n")
+
+    __eq__, __ne__, __hash__ = object.__eq__, object.__ne__, object.__hash__
+
+
+def _loop_id(module: ir.Module, interleave: int = 0, unroll: bool = False,
+             parallel: AccessGroup | None = None) -> ir.MDValue:
     """A fresh `llvm.loop` node: ask the loop vectoriser to interleave `interleave` vectors,
-    and/or ask for the loop to be unrolled completely. A loop ID must list itself first,
+    and/or ask for the loop to be unrolled completely, and/or declare the accesses of the
+    group `parallel` independent across iterations. A loop ID must list itself first,
     which Module.add_metadata (uniquing by operands) cannot build, so the node is made
     directly and then pointed at itself."""
     hints = []
+    if parallel is not None:
+        hints.append(module.add_metadata([ir.MetaDataString(module, "llvm.loop.parallel_accesses"), parallel]))
     if interleave:
         hints.append(module.add_metadata([ir.MetaDataString(module, "llvm.loop.interleave.count"),
                                           ir.Constant(I32, interleave)]))
@@ -55,9 +73,10 @@ def _loop_id(module: ir.Module, interleave: int = 0, unroll: bool = False) -> ir
 
 
 def _for(b: ir.IRBuilder, start, end, name: str, interleave: int = 0, step: int = 1,
-         unroll: bool = False):
+         unroll: bool = False, parallel: AccessGroup | None = None):
     """Emit `for (i = start; i < end; i += step)`; returns (i, exit_block_fn). Body goes at
-    b's position. unroll: unroll it completely (a constant trip count of a few iterations)."""
+    b's position. unroll: unroll it completely (a constant trip count of a few iterations).
+    parallel: the access group whose loads and stores no iteration shares with another."""
     pre = b.block
     cond_bb = b.append_basic_block(f"{name}.cond")
     body_bb = b.append_basic_block(f"{name}.body")
@@ -73,8 +92,8 @@ def _for(b: ir.IRBuilder, start, end, name: str, interleave: int = 0, step: int 
         nxt = b.add(i, ir.Constant(I64, step))
         i.add_incoming(nxt, b.block)
         br = b.branch(cond_bb)
-        if interleave or unroll:
-            br.set_metadata("llvm.loop", _loop_id(b.module, interleave, unroll))
+        if interleave or unroll or parallel is not None:
+            br.set_metadata("llvm.loop", _loop_id(b.module, interleave, unroll, parallel))
         b.position_at_end(exit_bb)
 
     return i, close
@@ -135,6 +154,9 @@ class KernelLowering:
         self.invariant: dict[int, bool] = {}
         self.hoisted: dict[int, ir.Value] = {}
         self.infinities: dict[tuple, ir.Value] = {}
+        # Without it, an in-place update (p[i] = p[i] - lr * g[i], the output the input's own
+        # memory) fails the vectoriser's runtime overlap check and runs its scalar loop.
+        self.group = AccessGroup(ctx.module) if _iterations_independent(kernel) else None
 
     def entry_builder(self) -> ir.IRBuilder:
         """The one builder of "entry": a second one would insert before what this one
@@ -169,8 +191,13 @@ class KernelLowering:
     def load(self, e: Load):
         b = self.b
         ptr = b.gep(self.base(e.buffer), [self.index(e.index)])
-        raw = b.load(ptr)
+        raw = self.grouped(b.load(ptr))
         return self.from_memory(raw, e.dtype)
+
+    def grouped(self, instr):
+        if self.group is not None:
+            instr.set_metadata("llvm.access.group", self.group)
+        return instr
 
     def from_memory(self, raw, dtype):
         b = self.b
@@ -208,7 +235,7 @@ class KernelLowering:
         if s.accumulate:
             old = self.from_memory(b.load(ptr), dtype)
             value = b.fadd(old, value) if is_float(dtype) else b.add(old, value)
-        b.store(self.to_memory(value, dtype), ptr)
+        self.grouped(b.store(self.to_memory(value, dtype), ptr))
 
     # ------------------------------------------------------------ expressions
     def eval(self, e):
@@ -301,7 +328,7 @@ class KernelLowering:
             inner = depth == len(loops) - 1
             unroll = depth > 0 and depth >= len(loops) - tiny
             self.vars[v.name], close = _for(b, lo, hi, v.name, interleave if inner else 0,
-                                            unroll=unroll)
+                                            unroll=unroll, parallel=self.group if inner and flat else None)
             closers.append(close)
         if not phases_lowered:
             for phase in self.k.phases:
@@ -356,9 +383,10 @@ class KernelLowering:
         closers, flat = [], ir.Constant(I64, 0)
         outer_cache = dict(self.cache)
         unroll = _tiny_suffix([v.size for v in phase.loops]) == len(phase.loops)
-        for v in phase.loops:
+        for depth, v in enumerate(phase.loops):
+            innermost = depth == len(phase.loops) - 1
             self.vars[v.name], close = _for(b, ir.Constant(I64, 0), ir.Constant(I64, v.size), v.name,
-                                            unroll=unroll)
+                                            unroll=unroll, parallel=self.group if innermost else None)
             closers.append(close)
             flat = b.add(b.mul(flat, ir.Constant(I64, v.size)), self.vars[v.name])
         for r, slot, best_index, value_slot in accs:
@@ -516,10 +544,11 @@ class KernelLowering:
         self.cache.clear()
         closers = []
         for v in (m, n):
-            self.vars[v.name], close = _for(b, zero, ir.Constant(I64, v.size), v.name)
+            self.vars[v.name], close = _for(b, zero, ir.Constant(I64, v.size), v.name,
+                                            parallel=self.group if v is n else None)
             closers.append(close)
         product = b.gep(c_ptr, [b.add(b.mul(self.vars[m.name], ir.Constant(I64, n.size)), self.vars[n.name])])
-        self.acc = b.load(product)
+        self.acc = self.grouped(b.load(product))
         for s in mm.stores:
             if s.buffer == mm.out and isinstance(s.value, Acc):
                 continue  # the product is already there
@@ -546,6 +575,21 @@ class KernelLowering:
 
 
 _TRAPPING = frozenset({"div", "floor_divide", "remainder"})  # on integers
+
+
+def _iterations_independent(k: Kernel) -> bool:
+    """Whether no iteration of a loop reads or writes what another iteration writes. Stores
+    go to distinct elements unless they accumulate or scatter (a data-dependent index);
+    a buffer the kernel writes is read only where it is written (the memory plan's rule
+    for in-place updates; the scheduler recomputes members rather than reloading them),
+    and temporaries that share arena memory are never live in one kernel."""
+    stores = all_stores(k)
+    if any(s.accumulate or any(t.expr is not None for t in s.index.terms) for s in stores):
+        return False
+    where = {}
+    for s in stores:
+        where.setdefault(s.buffer, set()).add(s.index)
+    return all(e.index in where[e.buffer] for e in walk_kernel(k) if isinstance(e, Load) and e.buffer in where)
 
 
 def _identity(combine: str, dtype):
