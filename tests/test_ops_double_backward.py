@@ -74,5 +74,10 @@ def test_second_order_gradients_match_central_differences(case, data):
         return 0.0 if value is None else float(value.item())
 
     numeric = (f_at(EPS) - f_at(-EPS)) / (2 * EPS)
+    # a kink within the step (a max_pool window whose maximum changes hands) makes the
+    # central difference meaningless there: the half step then disagrees, and the draw is
+    # discarded rather than judged
+    half = (f_at(EPS / 2) - f_at(-EPS / 2)) / EPS
+    assume(np.isclose(numeric, half, rtol=1e-3, atol=1e-5))
     np.testing.assert_allclose(actual, numeric, rtol=1e-4, atol=1e-6,
                                err_msg=f"{case.name}: second derivative along a random direction")
