@@ -349,6 +349,10 @@ def _subexpressions(e, out: set) -> set:
     return out
 
 
+def _is_heavy(e) -> bool:
+    return isinstance(e, Op) and e.op in HEAVY_OPS
+
+
 def _first_heavy(e, candidates: set):
     """The outermost transcendental subexpression of e that is also in candidates."""
     if isinstance(e, Op) and e.op in HEAVY_OPS and e in candidates:
@@ -380,14 +384,21 @@ def _stash(phases: list) -> list:
             for i in reductions}
     new_stores = list(final.stores)
     extra: dict[int, list] = {}
-    for k, st in enumerate(final.stores):
+    stashed: dict[tuple, str] = {}  # (value, index) -> the buffer an earlier pass stores it in
+    # a store of the transcendental itself first (the exp a backward pass keeps): the others
+    # (softmax's output, exp / sum) then read that buffer instead of storing exp again
+    for k in sorted(range(len(final.stores)), key=lambda k: not _is_heavy(final.stores[k].value)):
+        st = final.stores[k]
         if st.accumulate:
             continue
         for i in reversed(reductions):
             hit = _first_heavy(st.value, seen[i])
             if hit is not None and hit.dtype == _dtype_of_store(st):
-                extra.setdefault(i, []).append(Store(st.buffer, st.index, hit))
-                value = _substitute(st.value, hit, Load(st.buffer, st.index, hit.dtype))
+                where = stashed.get((hit, st.index))
+                if where is None:
+                    extra.setdefault(i, []).append(Store(st.buffer, st.index, hit))
+                    where = stashed[hit, st.index] = st.buffer
+                value = _substitute(st.value, hit, Load(where, st.index, hit.dtype))
                 # storing exactly what the earlier pass stored would be a dead self-copy
                 new_stores[k] = None if value == Load(st.buffer, st.index, hit.dtype) else \
                     Store(st.buffer, st.index, value)

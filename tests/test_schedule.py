@@ -76,6 +76,20 @@ def test_independent_reductions_share_one_pass_over_the_row():
     assert [len(p.reductions) for p in prog.kernels[0].phases if p.reductions] == [1, 1]
 
 
+def test_an_exp_kept_for_later_is_stored_once_and_the_softmax_reads_it():
+    """exp(x - max) is an output too (attention keeps it for its backward pass): the pass
+    that sums it stores it once, and the softmax divides what it stored."""
+    def f(x):
+        e = tc.exp(x - x.amax(-1, keepdim=True))
+        return e, e / e.sum(-1, keepdim=True)
+
+    prog, _ = check(f, ((4, 16), f32), kernels=1)
+    (k,) = prog.kernels
+    exp_out, softmax_out = prog.outputs
+    assert [s.buffer for p in k.phases for s in p.stores] == [exp_out, softmax_out]
+    assert f"div({exp_out}[" in format_program(prog)
+
+
 def test_cross_entropy_forward():
     def ce(logits, y):
         logp = tc.log_softmax(logits, 1)
