@@ -61,13 +61,11 @@ def _one_walk(index: Index, a: list[LoopVar], b: list[LoopVar]) -> bool:
 
 
 def _rewrite(k: Kernel, runs: list[list[LoopVar]]) -> Kernel:
-    """k over the merged loops: every index re-expressed in them. Expressions are rebuilt
-    once each (memoised by identity), so shared subexpressions stay shared."""
+    """k over the merged loops: every index re-expressed in them."""
     merged = [(run, LoopVar(run[0].name, prod(v.size for v in run))) for run in runs]
     in_run = {v.name for run, _ in merged if len(run) > 1 for v in run}
-    memo: dict[int, object] = {}
 
-    def index(ix: Index) -> Index:
+    def index(ix: Index, expr) -> Index:
         terms = [replace(t, expr=expr(t.expr)) if t.expr is not None else t for t in ix.terms
                  if t.var is None or t.var.name not in in_run]
         for run, m in merged:
@@ -77,24 +75,34 @@ def _rewrite(k: Kernel, runs: list[list[LoopVar]]) -> Kernel:
                     terms.append(Term(stride, m))
         return Index(ix.offset, tuple(terms))
 
+    expr, store = _rebuilder(index)
+    phases = tuple(Phase(p.loops, tuple(replace(r, value=expr(r.value)) for r in p.reductions),
+                         tuple(store(s) for s in p.stores)) for p in k.phases)
+    return replace(k, outer=tuple(m for _, m in merged), phases=phases)
+
+
+def _rebuilder(index, leaf=lambda e: e):
+    """(expr, store): expressions and stores rebuilt with index(ix, expr) for every Index
+    and leaf(e) for every other leaf, each expression once (memoised by identity), so
+    shared subexpressions stay shared."""
+    memo: dict[int, object] = {}
+
     def expr(e):
         hit = memo.get(id(e))
         if hit is None:
             if isinstance(e, Load):
-                hit = replace(e, index=index(e.index))
+                hit = replace(e, index=index(e.index, expr))
             elif isinstance(e, Op):
                 hit = replace(e, args=tuple(expr(a) for a in e.args))
             else:
-                hit = e
+                hit = leaf(e)
             memo[id(e)] = hit
         return hit
 
     def store(s: Store) -> Store:
-        return replace(s, index=index(s.index), value=expr(s.value))
+        return replace(s, index=index(s.index, expr), value=expr(s.value))
 
-    phases = tuple(Phase(p.loops, tuple(replace(r, value=expr(r.value)) for r in p.reductions),
-                         tuple(store(s) for s in p.stores)) for p in k.phases)
-    return replace(k, outer=tuple(m for _, m in merged), phases=phases)
+    return expr, store
 
 
 def hoist_shared_loop(k: Kernel) -> Kernel:
@@ -151,28 +159,16 @@ def _partition_stride(index: Index, name: str, rest: tuple[LoopVar, ...]) -> int
 
 
 def _renamed(s: Store, name: str, to: LoopVar) -> Store:
-    memo: dict[int, object] = {}
-
-    def index(ix: Index) -> Index:
+    """s with the loop variable `name` replaced by `to`."""
+    def index(ix: Index, expr) -> Index:
         return Index(ix.offset, tuple(replace(t, var=to) if t.var is not None and t.var.name == name
                                       else replace(t, expr=expr(t.expr)) if t.expr is not None else t
                                       for t in ix.terms))
 
-    def expr(e):
-        hit = memo.get(id(e))
-        if hit is None:
-            if isinstance(e, Load):
-                hit = replace(e, index=index(e.index))
-            elif isinstance(e, LoopIndex) and e.var.name == name:
-                hit = replace(e, var=to)
-            elif isinstance(e, Op):
-                hit = replace(e, args=tuple(expr(a) for a in e.args))
-            else:
-                hit = e
-            memo[id(e)] = hit
-        return hit
+    def leaf(e):
+        return replace(e, var=to) if isinstance(e, LoopIndex) and e.var.name == name else e
 
-    return replace(s, index=index(s.index), value=expr(s.value))
+    return _rebuilder(index, leaf)[1](s)
 
 
 __all__ = ["collapse_loops", "hoist_shared_loop"]
