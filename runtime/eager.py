@@ -19,12 +19,6 @@ def types_of(arrays) -> list[TensorType]:
     return [TensorType(a.shape, get_dtype(a.dtype)) for a in arrays]
 
 
-def run_cuda(prim: Primitive, arrays, params: dict):
-    """The kernel on cuda arrays: a single-op Triton kernel (runtime/cuda.py run_op)."""
-    from .cuda import run_op
-    return run_op(prim, arrays, params)
-
-
 def run(prim: Primitive, arrays, params: dict) -> np.ndarray:
     upcast = any(a.dtype in _STORAGE_NP for a in arrays)
     try:

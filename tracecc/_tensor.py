@@ -12,7 +12,7 @@ import numpy as np
 from . import _grad_mode
 from .autograd import Node, retain_grad, retains_grad, run_backward
 from .runtime import dtypes, eager
-from .runtime.cuda import CudaArray
+from .runtime.cuda import CudaArray, run_op
 from .runtime.device import cpu, of_array
 from .runtime.dtypes import DType, get_dtype
 from .runtime.errors import AutogradError, DeviceError, DTypeError, InplaceError, ShapeError
@@ -39,7 +39,7 @@ def apply(prim, args, params):
                     _refresh_view(a)
         datas = [a._data for a in args]
         if CudaArray in {type(d) for d in datas}:
-            out = _make(eager.run_cuda(prim, _on_one_device(prim, args, datas), params))
+            out = _make(run_op(prim, _on_one_device(prim, args, datas), params))
         else:
             out = _make(eager.run(prim, datas, params))
             if not args and prim.kind == "creation":  # an internal constant: goes where it is used
