@@ -68,18 +68,21 @@ def plan(p: Program, writes: dict[str, str] | None = None) -> MemoryPlan:
         placed.append((offset, size, first, last))
         result.offsets[name] = offset
         result.arena_bytes = max(result.arena_bytes, offset + size)
+    writers: dict[str, list[int]] = {}  # buffer -> the kernels that store into it
+    for i, k in enumerate(p.kernels):
+        for name in {s.buffer for s in all_stores(k)}:
+            writers.setdefault(name, []).append(i)
     for out, inp in (writes or {}).items():
-        if _inplace_legal(p, out, inp, span):
+        if _inplace_legal(p, out, inp, span, writers.get(out, [])):
             result.inplace[out] = inp
     return result
 
 
-def _inplace_legal(p: Program, out: str, inp: str, span) -> bool:
+def _inplace_legal(p: Program, out: str, inp: str, span, writers: list[int]) -> bool:
     if p.outputs.count(out) != 1 or inp not in p.inputs or inp in p.outputs:
         return False
     if p.buffers[out].numel != p.buffers[inp].numel or p.buffers[out].dtype is not p.buffers[inp].dtype:
         return False
-    writers = [i for i, k in enumerate(p.kernels) if any(s.buffer == out for s in all_stores(k))]
     if len(writers) != 1:
         return False
     (w,) = writers
