@@ -218,3 +218,5 @@ def test_an_update_written_in_place_vectorises_without_a_runtime_overlap_check(m
         Store("p_new", Index(0, (Term(1, expr=Op("abs", (Load("idx", Index.affine([(i, 1)]), get_dtype("int64")),),
                                                     get_dtype("int64"))),)), at("g"), accumulate=True),)),))
     assert not lower._iterations_independent(scatter)
+    same_element = Kernel("poi_k", "pointwise", (i,), (Phase(stores=(Store("y", Index.affine([]), at("g")),)),))
+    assert not lower._iterations_independent(same_element)  # every iteration writes y[0]

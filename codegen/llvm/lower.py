@@ -578,14 +578,23 @@ _TRAPPING = frozenset({"div", "floor_divide", "remainder"})  # on integers
 
 
 def _iterations_independent(k: Kernel) -> bool:
-    """Whether no iteration of a loop reads or writes what another iteration writes. Stores
-    go to distinct elements unless they accumulate or scatter (a data-dependent index);
-    a buffer the kernel writes is read only where it is written (the memory plan's rule
-    for in-place updates; the scheduler recomputes members rather than reloading them),
-    and temporaries that share arena memory are never live in one kernel."""
+    """Whether no iteration of the loops that get the access group (the innermost of each
+    phase, or the kernel's innermost) reads or writes what another iteration writes. Each
+    store must step with that loop and neither accumulate nor scatter (a data-dependent
+    index); a buffer the kernel writes is read only where it is written (the memory plan's
+    rule for in-place updates; the scheduler recomputes members rather than reloading
+    them); temporaries that share arena memory are never live in one kernel."""
     stores = all_stores(k)
     if any(s.accumulate or any(t.expr is not None for t in s.index.terms) for s in stores):
         return False
+    pieces = [(p.loops[-1] if p.loops else k.outer[-1] if k.outer else None, p.stores) for p in k.phases]
+    if k.matmul is not None:  # the epilogue's loop is the product's columns
+        pieces.append((k.outer[-1], k.matmul.stores))
+    for loop, piece in pieces:
+        if loop is not None and loop.size > 1 and not all(
+                any(t.var is not None and t.var.name == loop.name and t.stride for t in s.index.terms)
+                for s in piece):
+            return False
     where = {}
     for s in stores:
         where.setdefault(s.buffer, set()).add(s.index)
