@@ -450,6 +450,20 @@ def test_scheduled_softmax_layernorm_log_softmax(src_dir):
     check_graph(src_dir, layer_norm, ((6, 32), f32), ((32,), f32), ((32,), f32), rtol=1e-4, atol=1e-5)
 
 
+def test_scheduled_independent_reductions_in_one_pass_and_a_hoisted_cat(src_dir):
+    """Two sums that share a pass over the row (persistent and looped rows), and a cat
+    along columns whose pieces run inside one outer loop (passes/collapse.py)."""
+    def sums(x, y):
+        return (x * y).sum(1) + x.sum(1) * (y * y).sum(1)
+
+    for options in (None, Options(max_rblock=8)):
+        prog, _ = check_graph(src_dir, sums, ((6, 40), f32), ((6, 40), f32), rtol=1e-4, atol=1e-5,
+                              options=options, kernels=1)
+        assert [len(p.reductions) for p in prog.kernels[0].phases if p.reductions] == [3]
+    prog, tp = check_graph(src_dir, lambda a, b: tc.cat([a, b * 2], 1), ((3, 4), f32), ((3, 2), f32))
+    assert [len(k.outer) for k in prog.kernels] == [1] and len(tp.plan) == 1
+
+
 def test_scheduled_cross_entropy_and_argmax(src_dir):
     def ce(logits, y):
         logp = tc.log_softmax(logits, 1)
