@@ -157,3 +157,22 @@ def test_promotion_matches_torch_for_every_pair(op):
                 if ours.dtype.name != str(theirs.dtype).split(".")[1]:
                     mismatches.append((da, ka, repr(s), ours.dtype, theirs.dtype))
     assert not mismatches, f"{len(mismatches)} mismatches, e.g. {mismatches[:5]}"
+
+
+def test_the_plain_promotion_path_agrees_with_the_general_rule():
+    """promote() skips result_type when every tensor has one dtype (with Python numbers only
+    beside a floating one): over every pair, the result is what result_type says."""
+    from tracecc._functions import promote
+    from tracecc.runtime.dtypes import result_type
+
+    def general(ops):
+        dims = [o.dtype for o in ops if isinstance(o, tc.Tensor) and o.ndim]
+        zeros = [o.dtype for o in ops if isinstance(o, tc.Tensor) and not o.ndim]
+        return result_type(dims, zeros, [o for o in ops if not isinstance(o, tc.Tensor)])
+
+    for a, b in itertools.product(ALL, ALL):
+        for ka, kb in itertools.product(("dim", "zero"), ("dim", "zero", "scalar")):
+            ops = [operand(ka, a), True if kb == "scalar" and b is tc.bool else
+                   (1.5 if b.is_floating_point else 2) if kb == "scalar" else operand(kb, b)]
+            got = promote("add", *ops)
+            assert {t.dtype for t in got} == {general(ops)}, (ka, a, kb, b)
