@@ -65,7 +65,8 @@ class Binder:
         return t._data.value
 
     def _record(self, prim, values, params, out_type=None) -> Value:
-        out_type = out_type or prim.meta(*[v.type for v in values], **params)
+        if out_type is None:
+            out_type = prim.meta(*[v.type for v in values], **params)
         return self.graph.add_node(prim.name, values, params, out_type, self.loc, self.region)
 
     def stop_gradient(self, v: Value) -> Value:

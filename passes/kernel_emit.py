@@ -355,7 +355,7 @@ def _is_heavy(e) -> bool:
 
 def _first_heavy(e, candidates: set):
     """The outermost transcendental subexpression of e that is also in candidates."""
-    if isinstance(e, Op) and e.op in HEAVY_OPS and e in candidates:
+    if _is_heavy(e) and e in candidates:
         return e
     for c in children(e):
         hit = _first_heavy(c, candidates)

@@ -173,7 +173,8 @@ class Tracer:
         return self.lift(t).value
 
     def record(self, prim, values: list[Value], params: dict, out_type=None) -> Value:
-        out_type = out_type or prim.meta(*[v.type for v in values], **params)
+        if out_type is None:
+            out_type = prim.meta(*[v.type for v in values], **params)
         return self.graph.add_node(prim.name, values, params, out_type, short_location())
 
     # ------------------------------------------------------------ the protocol of _tensor.py
