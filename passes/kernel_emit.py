@@ -334,7 +334,9 @@ class KernelEmitter:
                       reason=reason)
 
 
-HEAVY_OPS = {"exp", "log", "tanh", "sigmoid", "erf", "log1p", "expm1", "pow", "sin", "cos"}
+# Transcendental functions: the ops worth computing once and keeping (here), and the bulk
+# of a kernel's per-element cost (codegen/llvm/lower.py's work estimate).
+HEAVY_OPS = frozenset({"exp", "log", "tanh", "sigmoid", "erf", "log1p", "expm1", "pow", "sin", "cos"})
 
 
 def _uses_rows(e, names: set) -> bool:

@@ -45,7 +45,7 @@ def annotate(code: str, program, comment: str, function_start: str) -> str:
 
     kernels = {k.name: k for k in program.kernels}
     also: dict[str, list[str]] = {}
-    for name, fn in shared_functions(program).items():
+    for name, (fn, _) in shared_functions(program).items():
         if name != fn:
             also.setdefault(fn, []).append(name)
     start = re.compile(function_start)

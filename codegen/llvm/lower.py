@@ -19,6 +19,7 @@ import math
 import numpy as np
 from llvmlite import ir
 
+from ...passes.kernel_emit import HEAVY_OPS
 from ...passes.kernel_ir import (
     Acc, Const, Kernel, Load, LoopIndex, Op, Program, RowValue, all_stores, format_kernel, walk_kernel,
 )
@@ -699,7 +700,7 @@ def _transpose_tile(k: Kernel) -> int:
     return 0
 
 
-_HEAVY = {"exp", "log", "tanh", "sigmoid", "erf", "log1p", "expm1", "pow", "sin", "cos", "div", "sqrt"}
+_HEAVY = HEAVY_OPS | {"div", "sqrt"}  # what the work estimate counts as costly
 
 # The loop vectoriser does not interleave large loop bodies, but the exp family's long
 # dependent chains leave the core idle without a second independent vector per iteration
@@ -741,13 +742,16 @@ def kernel_signature(k: Kernel, buffer_dtypes: dict) -> tuple[str, list[str]]:
     return f"{loops}\n{body}\n{[str(buffer_dtypes[n]) for n in names]}", names
 
 
-def shared_functions(p: Program) -> dict[str, str]:
-    """Kernel name -> the name of the function that runs it (the first kernel with its
-    signature)."""
+def shared_functions(p: Program) -> dict[str, tuple[str, list[str]]]:
+    """Kernel name -> (the name of the function that runs it: the first kernel with its
+    signature, the kernel's buffers in the order of its pointer table)."""
     buffer_dtypes = {name: b.dtype for name, b in p.buffers.items()}
     first: dict[str, str] = {}
-    return {k.name: first.setdefault(kernel_signature(k, buffer_dtypes)[0], k.name)
-            for k in p.kernels}
+    out = {}
+    for k in p.kernels:
+        sig, names = kernel_signature(k, buffer_dtypes)
+        out[k.name] = (first.setdefault(sig, k.name), names)
+    return out
 
 
 def lower_program(p: Program, mathlib=None, module: ir.Module | None = None,

@@ -209,15 +209,14 @@ class CompiledProgram:
         bytes it moves and its GFLOP/s: what TRACECC_LOGS=perf prints."""
         import time
 
-        from .lower import kernel_buffers, shared_functions
+        from .lower import shared_functions
 
         self.run(self._safe_inputs(inputs))  # sets the buffer pointers
-        function_of = shared_functions(self.program)
+        functions = shared_functions(self.program)
         rows = []
         for k in self.program.kernels:
-            fn = self.compiled.cfunc(function_of[k.name], None, ctypes.c_void_p, ctypes.c_int64,
-                                     ctypes.c_int64)
-            names = kernel_buffers(k)  # the kernel's own pointer table, as entry builds it
+            function, names = functions[k.name]  # names: the kernel's own pointer table
+            fn = self.compiled.cfunc(function, None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
             args = (ctypes.c_void_p * max(len(names), 1))(*[self.pointers[self.slot[n]] for n in names])
             n = k.outer[0].size if k.outer else 1
             times = []

@@ -450,13 +450,14 @@ class KernelLowering:
         return _FunctionWriter(name, self.dtypes, self.wide, self.helpers)
 
     @staticmethod
-    def _writes(phases) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(s.buffer for p in phases for s in p.stores))
-
-    def _rerunnable(self, phases) -> bool:
+    def _store_facts(phases) -> dict:
+        """LaunchSpec's `writes` (the buffers stored, in order) and `rerunnable` (no store
+        accumulates, and nothing written is also read)."""
         stores = [s for p in phases for s in p.stores]
-        k = Kernel("", "", (), tuple(phases))
-        return not any(s.accumulate for s in stores) and not set(k.reads()) & set(k.writes())
+        writes = tuple(dict.fromkeys(s.buffer for s in stores))
+        reads = Kernel("", "", (), tuple(phases)).reads()
+        return {"writes": writes,
+                "rerunnable": not any(s.accumulate for s in stores) and not set(reads) & set(writes)}
 
     # ------------------------------------------------------------ pointwise
     def _pointwise(self, name, loops, phases):
@@ -472,8 +473,8 @@ class KernelLowering:
             for s in phase.stores:
                 w.store(s, ctx, {"x": "xindex"})
         w.render(["XBLOCK"])
-        spec = LaunchSpec(name, "pointwise", tuple(w.buffers), numel=numel, writes=self._writes(phases),
-                          rerunnable=self._rerunnable(phases))
+        spec = LaunchSpec(name, "pointwise", tuple(w.buffers), numel=numel,
+                          **self._store_facts(phases))
         return w, spec
 
     # ------------------------------------------------------------ rows
@@ -541,8 +542,7 @@ class KernelLowering:
                 rows_env[r.name] = self._loop_acc_finish(w, r, acc)
         w.render(["XBLOCK", "RBLOCK"])
         spec = LaunchSpec(self.fn_name, "rows", tuple(w.buffers), numel=rows, rnumel=rnumel,
-                          persistent=persistent, writes=self._writes(k.phases),
-                          rerunnable=self._rerunnable(k.phases))
+                          persistent=persistent, **self._store_facts(k.phases))
         return w, spec
 
     def _work_dtype(self, r):
@@ -696,10 +696,10 @@ class KernelLowering:
         for s in mm.stores:
             w.store(s, ctx, {"m": "rm", "n": "rn"})
         w.render(["BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M"])
-        spec = LaunchSpec(self.fn_name, "matmul", tuple(w.buffers), numel=B, mnk=(M, N, K), dot=dot,
-                          writes=self._writes([Phase(stores=mm.stores)]),
-                          rerunnable=self._rerunnable([Phase(stores=mm.stores)]) and not (
-                              {mm.a.buffer, mm.b.buffer} & set(k.writes())))
+        facts = self._store_facts([Phase(stores=mm.stores)])
+        if {mm.a.buffer, mm.b.buffer} & set(k.writes()):
+            facts["rerunnable"] = False
+        spec = LaunchSpec(self.fn_name, "matmul", tuple(w.buffers), numel=B, mnk=(M, N, K), dot=dot, **facts)
         return w, spec
 
 
