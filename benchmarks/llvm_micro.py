@@ -7,6 +7,7 @@
     python benchmarks/llvm_micro.py --matmul     # BLAS call vs generated kernel vs numpy, MLP shapes
     python benchmarks/llvm_micro.py --compile    # compile time per stage, cache reload
     python benchmarks/llvm_micro.py --fit        # refit the erf/tanh polynomials of mathlib.py
+    python benchmarks/llvm_micro.py --w1         # W1's loop: code variants, paired, compute only
 
 Numbers measured on the project machine are in docs/cpu-backend.md. Timings on a shared
 2-vCPU VM are noisy (about +-15%): compare within one run only.
@@ -287,6 +288,72 @@ def bench_compile():
           f"object {len(cold.object_bytes)} bytes; all hits: {all(c.from_cache for c in hits)}")
 
 
+# ------------------------------------------------------------------ W1 variants
+def _w1_program(n):
+    import tracecc
+    from tracecc.bench.workloads import _tc_gelu_tanh
+
+    gelu = _tc_gelu_tanh()
+    cf = tracecc.compile(lambda x, w, b: gelu(x * w + b) * tracecc.sigmoid(x))
+    x = np.random.default_rng(0).standard_normal(n).astype(np.float32)
+    args = [x, np.array([0.7], np.float32), np.array([0.1], np.float32)]
+    cf(*(tracecc.tensor(a.reshape(()) if a.size == 1 else a) for a in args))
+    return cf._entries[0].runner.compiled.program, args
+
+
+def _contracted(table):
+    """float add/sub/mul emitters that allow FMA contraction (`contract` on each)."""
+    from tracecc.codegen.llvm.scalar import is_float
+
+    def wrap(op, plain):
+        def emit(b, ctx, args, in_dtypes, out, params):
+            if is_float(in_dtypes[0]):
+                return getattr(b, op)(*args, flags=("contract",))
+            return plain(b, ctx, args, in_dtypes, out, params)
+        return emit
+    return {name: wrap(op, table[name]) for name, op in (("add", "fadd"), ("sub", "fsub"), ("mul", "fmul"))}
+
+
+def bench_w1(n=32768, rounds=30, inner=100):
+    """W1's kernel on an L2-resident array, one thread: compute only, no memory traffic.
+    Each variant is compiled from the same kernel program; rounds interleave them, and each
+    is reported as its time over the default's in the same round (median and IQR of those
+    ratios): the machine's drift cancels, where back-to-back medians moved +-10%."""
+    from unittest import mock
+
+    from tracecc.codegen.llvm import lower, scalar
+    from tracecc.codegen.llvm.runner import CompiledProgram
+
+    program, args = _w1_program(n)
+    plain_interleave = lower._interleave
+    variants = {
+        "default": mock.patch.object(lower, "_interleave", plain_interleave),
+        "default again (noise)": mock.patch.object(lower, "_interleave", plain_interleave),
+        **{f"interleave {c}": mock.patch.object(lower, "_interleave",
+                                               lambda k, c=c: c if plain_interleave(k) else 0)
+           for c in (1, 4)},
+        "fma contraction": mock.patch.dict(scalar.EMITTERS, _contracted(scalar.EMITTERS)),
+    }
+    compiled = {}
+    for name, patch in variants.items():
+        with patch:
+            compiled[name] = CompiledProgram(program, threads=False)
+        compiled[name].run(args)  # binds the buffers
+    samples = {name: [] for name in compiled}
+    for _ in range(rounds):
+        for name, cp in compiled.items():
+            t = time.perf_counter()
+            for _ in range(inner):
+                cp.entry(cp.pointers_address)
+            samples[name].append((time.perf_counter() - t) / inner / n * 1e9)
+    base = np.array(samples["default"])
+    print(f"W1, {n} float32, one thread; ns per element, and time / default's in the same round:")
+    for name, v in samples.items():
+        r = np.array(v) / base
+        print(f"  {name:24s} {np.median(v):6.3f} ns   {np.median(r):.3f} "
+              f"(IQR {np.percentile(r, 25):.3f}-{np.percentile(r, 75):.3f})")
+
+
 # ------------------------------------------------------------------ fitting
 def fit(f, lo, hi, powers, var, npts=2000, rel=True, iters=30, weight=None):
     """Near-minimax fit by Lawson's algorithm (iteratively reweighted least squares).
@@ -328,12 +395,12 @@ def run_fit():
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for flag in ("math", "ulp", "parallel", "matmul", "compile", "fit"):
+    for flag in ("math", "ulp", "parallel", "matmul", "compile", "fit", "w1"):
         p.add_argument(f"--{flag}", action="store_true")
     p.add_argument("--names", help="comma-separated functions for --ulp")
     p.add_argument("--stride", type=int, default=1, help="--ulp: every stride-th bit pattern")
     args = p.parse_args(argv)
-    chosen = [f for f in ("compile", "math", "parallel", "matmul", "ulp", "fit") if getattr(args, f)]
+    chosen = [f for f in ("compile", "math", "parallel", "matmul", "ulp", "fit", "w1") if getattr(args, f)]
     if not chosen:
         chosen = ["compile", "math", "parallel", "matmul"]
     print(f"host: {jit.host_target().cpu}, {os.cpu_count()} CPUs, python {sys.version.split()[0]}")
