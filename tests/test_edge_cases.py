@@ -125,3 +125,23 @@ def test_cat_skips_legacy_empty_vectors():
 def test_more_shape_errors(fn, pattern):
     with pytest.raises(ShapeError, match=pattern):
         fn()
+
+
+def test_inf_and_nan_results_raise_no_numpy_warning_and_leave_numpy_settings_alone():
+    """Eager kernels run with numpy's floating-point warnings off (inf/nan are values, as in
+    PyTorch); the caller's own numpy error settings are untouched, inside errstate too."""
+    import warnings
+
+    before = np.geterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = tc.tensor([1.0, 0.0, -1.0]) / tc.tensor([0.0, 0.0, 0.0])
+        assert np.isinf(y.numpy()[0]) and np.isnan(y.numpy()[1])
+        assert tc.exp(tc.tensor([1000.0])).numpy()[0] == np.inf
+        with np.errstate(divide="raise"):
+            assert tc.log(tc.tensor([0.0])).numpy()[0] == -np.inf
+            with pytest.raises(FloatingPointError):
+                np.log(np.zeros(1))
+    assert np.geterr() == before
+    with pytest.warns(RuntimeWarning):
+        np.array([1.0]) / 0.0

@@ -38,8 +38,10 @@ def apply(prim, args, params):
                 if a._view_of is not None and a._history_version != a._version[0]:
                     _refresh_view(a)
         datas = [a._data for a in args]
-        if CudaArray in {type(d) for d in datas}:
-            out = _make(run_op(prim, _on_one_device(prim, args, datas), params))
+        for d in datas:
+            if type(d) is CudaArray:
+                out = _make(run_op(prim, _on_one_device(prim, args, datas), params))
+                break
         else:
             out = _make(eager.run(prim, datas, params))
             if not args and prim.kind == "creation":  # an internal constant: goes where it is used
