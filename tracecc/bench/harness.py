@@ -51,7 +51,7 @@ class Result:
     vs_eager: float | None = None  # tracecc eager time / this time: > 1 is faster than eager
     x_floor: float | None = None  # this time / the bandwidth floor
     gflops: float | None = None
-    overhead_s: float | None = None  # step time - kernel time
+    overhead_s: float | None = None  # warm step time - kernel time (medians)
 
     @property
     def ok(self) -> bool:
@@ -234,20 +234,28 @@ def _peak_bytes(live: _Live) -> int | None:
     return max(0, peak - base)
 
 
-def _kernel_seconds(live: _Live, calls: int = 5) -> float | None:
-    """Median total kernel time per call, when the compiled function reports it through
-    `kernel_times()` (a sequence of seconds, or a mapping name -> seconds, for its last call)."""
+def _kernel_seconds(live: _Live, calls: int = 5) -> tuple[float, float] | None:
+    """(median total kernel time per call, per-call overhead), when the compiled function
+    reports its kernels' times through `kernel_times()` (a sequence of seconds, or a mapping
+    name -> seconds, for its last call). The overhead is the median of `calls` warm steps
+    back to back minus the median kernel time, re-timed after them on the last step's
+    inputs: Python, guards and dispatch, without the cold caches a step meets in the rounds."""
     hook = getattr(live.compiled_fn, "kernel_times", None)
     if not callable(hook):
         return None
+    steps = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        live.env.sync(live.step())
+        steps.append(time.perf_counter() - t0)
     totals = []
     for _ in range(calls):
-        live.env.sync(live.step())
         times = hook()
         if times is None:
             return None
         totals.append(float(sum(times.values() if hasattr(times, "values") else times)))
-    return float(np.median(totals))
+    kernels = float(np.median(totals))
+    return kernels, float(np.median(steps)) - kernels
 
 
 def run_case(case: Case, envs: list[Env], *, device: str = "cpu", repeat: int = 20, warmup: int = 3,
@@ -354,7 +362,7 @@ def run_case(case: Case, envs: list[Env], *, device: str = "cpu", repeat: int = 
                     progress.say(f"{label}: memory of {lv.env.name}", transient=True)
                     lv.result.peak_bytes = _peak_bytes(lv)
                 if lv.env.compiled:
-                    lv.result.kernel_s = _kernel_seconds(lv)
+                    lv.result.kernel_s, lv.result.overhead_s = _kernel_seconds(lv) or (None, None)
         except Exception as e:  # noqa: BLE001  (after the timing: a note, not a failure)
             lv.result.reason = f"memory/kernel-time pass: {first_line(e)}"
     summarize(case_result)
@@ -374,8 +382,6 @@ def summarize(cr: CaseResult) -> None:
                 r.x_floor = r.median_s / cr.floor_s
             if cr.flops:
                 r.gflops = cr.flops / r.median_s / 1e9
-            if r.kernel_s is not None:
-                r.overhead_s = r.median_s - r.kernel_s
     eager = next((r for r in cr.results if r.variant == "tracecc eager" and r.median_s), None)
     for r in cr.results:
         if eager is not None and r.median_s:

@@ -222,7 +222,8 @@ def markdown(case_results: list[CaseResult], meta: dict) -> str:
             "- First call: build + the first step (it compiles, for compiled variants). Cache hit: the "
             "first step of a second, freshly built instance (its compiled code is cached by then).",
             "- × floor: median / bandwidth floor. GFLOP/s: matmul FLOPs of one step / median. Overhead: "
-            "median - the compiled step's own kernel times, where it reports them."]
+            "warm steps back to back minus the compiled step's own kernel times (medians), where it "
+            "reports them; the cold caches a step meets in the rounds are not in it."]
     out += [f"- {n}" for n in meta.get("notes", ())]
     return "\n".join(out) + "\n"
 
