@@ -49,8 +49,11 @@ MIN_PARALLEL_WORK_NS = 20_000
 # futex: long enough to bridge the gaps between the kernels of one training step.
 DEFAULT_SPIN_CYCLES = 200_000
 # Jobs are cut into up to this many chunks per thread, claimed dynamically: a thread that
-# is descheduled (a busy shared machine) delays a job by one chunk at most.
-CHUNKS_PER_THREAD = 4
+# is descheduled (a busy shared machine) or wakes late delays a job by one chunk at most.
+# On this VM an idle worker's wake-up took 1.7-3.8 ms at the 90th percentile; 16 instead
+# of 4 took W1 after an idle gap from 4.0-4.7 to 3.6-4.3 ms (three paired runs, under load).
+# Small kernels get fewer, bigger chunks (runner.CHUNK_WORK_NS).
+CHUNKS_PER_THREAD = 16
 
 I8, I32, I64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
 PTR = ir.PointerType(I8)

@@ -28,14 +28,21 @@ def _fingerprint() -> str:
     return h.hexdigest()[:16]
 
 
+# A chunk of a split kernel holds at least this much estimated work: the pool cuts a job into
+# up to CHUNKS_PER_THREAD chunks per thread, and a small kernel's chunks stay big enough that
+# claiming them costs nothing beside their work.
+CHUNK_WORK_NS = 10_000
+
+
 def _split(kernel):
     """Grain for the thread pool, or None to run the kernel on the calling thread."""
     from .parallel import worth_splitting
-    if not worth_splitting(estimated_work_ns(kernel)) or kernel.outer[0].size < 2:
+    work = estimated_work_ns(kernel)
+    if not worth_splitting(work) or kernel.outer[0].size < 2:
         return None
     if kernel.matmul is not None and len(kernel.outer) == 2:
         return None  # the product goes to BLAS as a whole (it has its own threads)
-    return 1
+    return max(1, -(-kernel.outer[0].size * CHUNK_WORK_NS // int(work)))
 
 
 def kernel_flops(k) -> int:
