@@ -761,14 +761,15 @@ def lower_program(p: Program, mathlib=None, module: ir.Module | None = None,
     ctx = LoweringContext(module, mathlib)
     slots = {name: i for i, name in enumerate(p.buffers)}
     buffer_dtypes = {name: b.dtype for name, b in p.buffers.items()}
-    functions: dict[str, ir.Function] = {}  # kernel signature -> its function
+    shared = shared_functions(p)
+    functions: dict[str, ir.Function] = {}  # function name -> the function (its first kernel's)
     calls = []
     for k in p.kernels:
-        sig, names = kernel_signature(k, buffer_dtypes)
-        if sig not in functions:
+        fn_name, names = shared[k.name]
+        if fn_name not in functions:
             local = {n: j for j, n in enumerate(names)}
-            functions[sig] = KernelLowering(ctx, k, local, buffer_dtypes).lower()
-        calls.append((k, functions[sig], names))
+            functions[fn_name] = KernelLowering(ctx, k, local, buffer_dtypes).lower()
+        calls.append((k, functions[fn_name], names))
     entry = ir.Function(module, ir.FunctionType(ir.VoidType(), [ir.PointerType(PTR)]), "entry")
     b = ir.IRBuilder(entry.append_basic_block("entry"))
     widest = max((len(names) for _, _, names in calls), default=0)

@@ -178,9 +178,10 @@ class _FunctionWriter:
         self.depth -= 1
         self._forget(None)  # what the loop stored is at addresses the enclosing code cannot name
 
-    def _forget(self, buffer: str | None, keep=None) -> None:
-        """Drop forwarding entries (of one buffer, or all) except `keep`'s."""
-        for level in (*self.stored, *self.unread):
+    def _forget(self, buffer: str | None, keep=None, levels=None) -> None:
+        """Drop forwarding entries (of one buffer, or all) except `keep`'s, from `levels`
+        (default: every level of both tables)."""
+        for level in (*self.stored, *self.unread) if levels is None else levels:
             for key in [k for k in level if (buffer is None or k[0] == buffer) and k != keep]:
                 del level[key]
 
@@ -237,9 +238,7 @@ class _FunctionWriter:
             hit = level.get((e.buffer, addr, mask))
             if hit is not None and widen:
                 return hit
-        for level in self.unread:  # this buffer is read: its pending stores are live
-            for key in [k for k in level if k[0] == e.buffer]:
-                del level[key]
+        self._forget(e.buffer, levels=self.unread)  # this buffer is read: its pending stores are live
         code = f"tl.load({addr}, {mask}, other=0)" if mask else f"tl.load({addr})"
         if widen and e.dtype in dtypes.STORAGE_ONLY:
             code += ".to(tl.float32)"
